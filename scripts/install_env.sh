@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Build the project's virtual environment (.venv) from nothing, idempotently.
+#
+# Why a script and not just `pip install -e .`: CellProfiler 4.2.8.1 pins packages that have no
+# Python 3.11 wheels and its Java bridge only builds against NumPy 1.x, so the order below
+# (recipe in the team's environment notes) matters. Versions that were tested live in
+# constraints.txt, which every pip call obeys.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+venv="${NUCLEAI_VENV:-.venv}"
+python="${PYTHON:-python3}"
+stamp="$venv/.nucleai-installed"
+
+find_java_home() {
+    if [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/javac" ]; then echo "$JAVA_HOME"; return; fi
+    local javac_path
+    javac_path="$(command -v javac 2>/dev/null || true)"
+    if [ -n "$javac_path" ]; then dirname "$(dirname "$(readlink -f "$javac_path")")"; return; fi
+    for candidate in /usr/lib/jvm/*; do
+        if [ -x "$candidate/bin/javac" ]; then echo "$candidate"; return; fi
+    done
+}
+
+JAVA_HOME="$(find_java_home)"
+if [ -z "$JAVA_HOME" ]; then
+    cat >&2 <<'MSG'
+error: no JDK found (CellProfiler's python-javabridge needs javac and the JNI headers).
+  Install one, for example on Debian/Ubuntu:  apt-get install default-jdk-headless
+  or set JAVA_HOME to an existing JDK, then run this again.
+MSG
+    exit 1
+fi
+export JAVA_HOME
+
+"$python" - <<'PY' || { echo "error: Python 3.11 is required (found $("$python" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2; exit 1; }
+import sys
+sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)
+PY
+
+if [ -f "$stamp" ] && [ "$stamp" -nt constraints.txt ] && [ "$stamp" -nt setup.py ]; then
+    echo "nucleai: $venv is up to date (delete it to rebuild)"
+    exit 0
+fi
+
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+pip=("$venv/bin/python" -m pip install --disable-pip-version-check -c constraints.txt)
+
+"${pip[@]}" "numpy<2" "cython<3" setuptools wheel
+"${pip[@]}" --no-build-isolation python-javabridge
+"${pip[@]}" tensorflow-cpu stardist centrosome scikit-image tifffile boto3 docutils \
+    prokaryote psutil pyzmq python-bioformats mahotas scikit-learn inflect Jinja2 joblib \
+    sentry-sdk h5py imageio matplotlib pytest tqdm
+"${pip[@]}" --no-deps cellprofiler-core==4.2.8.1 cellprofiler==4.2.8.1
+"${pip[@]}" --no-build-isolation --no-deps -e .
+
+touch "$stamp"
+echo "nucleai: environment ready in $venv (JAVA_HOME=$JAVA_HOME)"

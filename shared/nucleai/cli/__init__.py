@@ -1,0 +1,43 @@
+"""The ``nucleai`` command line.
+
+Each subcommand lives in its own module of this package and exposes two functions:
+``add_parser(subparsers)`` registers its arguments and ``run(args) -> int`` does the work.
+Adding a subcommand means adding its module name to ``SUBCOMMANDS``; nothing else changes.
+Heavy imports (TensorFlow, CellProfiler) belong inside ``run`` so ``nucleai --help`` stays fast.
+"""
+import argparse
+import importlib
+import sys
+
+from .._version import __version__
+from ..errors import InputError
+
+SUBCOMMANDS = ()
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="nucleai",
+        description="Deep-learning nucleus segmentation for CellProfiler users: "
+        "star-convex detection, nucleAIzer refinement, test-time augmentation, DSB evaluation.",
+    )
+    parser.add_argument("--version", action="version", version=f"nucleai {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        module = importlib.import_module(f"{__name__}.{name}")
+        subparser = module.add_parser(subparsers)
+        subparser.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 0
+    try:
+        return args.run(args)
+    except InputError as error:
+        print(f"nucleai {args.command}: error: {error}", file=sys.stderr)
+        return 2
