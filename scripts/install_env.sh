@@ -13,18 +13,7 @@ venv="${NUCLEAI_VENV:-.venv}"
 python="${PYTHON:-python3}"
 stamp="$venv/.nucleai-installed"
 
-find_java_home() {
-    if [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/javac" ]; then echo "$JAVA_HOME"; return; fi
-    local javac_path
-    javac_path="$(command -v javac 2>/dev/null || true)"
-    if [ -n "$javac_path" ]; then dirname "$(dirname "$(readlink -f "$javac_path")")"; return; fi
-    for candidate in /usr/lib/jvm/*; do
-        if [ -x "$candidate/bin/javac" ]; then echo "$candidate"; return; fi
-    done
-}
-
-JAVA_HOME="$(find_java_home)"
-if [ -z "$JAVA_HOME" ]; then
+if ! JAVA_HOME="$(bash scripts/find_java_home.sh)"; then
     cat >&2 <<'MSG'
 error: no JDK found (CellProfiler's python-javabridge needs javac and the JNI headers).
   Install one, for example on Debian/Ubuntu:  apt-get install default-jdk-headless
