@@ -51,16 +51,21 @@ def augment(image, labels, rng):
     return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(labels)
 
 
-def make_time_budget_callback(deadline, state_path, first_epoch, log):
+def make_time_budget_callback(deadline, state_path, first_epoch, best_val_loss, log):
     """Keras callback: record progress after every epoch and stop once the deadline has passed."""
     import keras
+
+    previous_best = [best_val_loss]
 
     class TimeBudget(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
             done = first_epoch + epoch + 1
             lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-            state = {"epochs_done": done, "learning_rate": lr, "last_logs": {k: float(v) for k, v in logs.items()}}
+            best = min(float(logs.get("val_loss", np.inf)), previous_best[0])
+            previous_best[0] = best
+            state = {"epochs_done": done, "learning_rate": lr, "best_val_loss": best,
+                     "last_logs": {k: float(v) for k, v in logs.items()}}
             state_path.write_text(json.dumps(state, indent=1))
             log(f"epoch {done}: " + " ".join(f"{k}={float(v):.4f}" for k, v in sorted(logs.items())))
             if time.time() > deadline:
@@ -100,7 +105,8 @@ def main():
     state = json.loads(state_path.read_text()) if state_path.exists() else {"epochs_done": 0}
     if (args.out / "config.json").exists():
         model = StarDist2D(None, name=args.out.name, basedir=str(args.out.parent))
-        model.load_weights("weights_last.h5")
+        # stardist writes weights_now.h5 after every epoch (weights_last.h5 only when fit() ends).
+        model.load_weights("weights_now.h5")
         log(f"resuming after epoch {state['epochs_done']}")
     else:
         config = Config2D(
@@ -117,9 +123,14 @@ def main():
         log(f"new model: {json.dumps(vars(config))}")
 
     model.prepare_for_training()
+    best_val_loss = state.get("best_val_loss", np.inf)
     if "learning_rate" in state:
         model.keras_model.optimizer.learning_rate.assign(state["learning_rate"])
-    model.callbacks.append(make_time_budget_callback(deadline, state_path, state["epochs_done"], log))
+    for callback in model.callbacks:
+        if getattr(callback, "save_best_only", False):
+            # A resumed run must not replace weights_best.h5 with a worse epoch.
+            callback.best = best_val_loss
+    model.callbacks.append(make_time_budget_callback(deadline, state_path, state["epochs_done"], best_val_loss, log))
 
     rng = np.random.default_rng(args.seed + state["epochs_done"])
     remaining = args.max_epochs - state["epochs_done"]
