@@ -12,7 +12,7 @@ import sys
 from .._version import __version__
 from ..errors import InputError
 
-SUBCOMMANDS = ("evaluate",)
+SUBCOMMANDS = ("evaluate", "segment")
 
 
 def build_parser():

@@ -1,0 +1,173 @@
+"""``nucleai segment``: label the nuclei in every image of a folder with a star-convex model.
+
+One uint16 label TIFF (uint32 above 65535 objects) is written per input image, with the input's
+stem (``a.png`` -> ``OUT/a.tif``). The model is loaded once; a progress bar runs over the images
+(on a terminal). The steps are those of :func:`nucleai.predict.segment`.
+
+Rules, chosen so that a long batch is not lost to one bad image:
+
+- Problems with the arguments or the model (missing folder, broken config or weights, bad
+  thresholds) stop the command before any image is read.
+- A problem with one image (unreadable, constant, wrong channel count) is reported on stderr
+  with the file name, no label image is written for it, and the other images are processed;
+  the exit status is then 2.
+- Input images: ``.png .tif .tiff .jpg .jpeg .bmp`` in ``--input`` (not recursive); two files
+  with the same stem are refused (their outputs would collide). ``--output`` is created if
+  needed and must not be the input folder.
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..errors import InputError
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "segment",
+        help="label nuclei in a folder of images with a star-convex (StarDist-type) model",
+        description="Segment every image in --input with a star-convex model and write one "
+        "label TIFF per image (same stem) to --output. The model is a bundled one by name or "
+        "a folder in stardist's layout (config.json, thresholds.json, weights_best.h5).",
+    )
+    parser.add_argument(
+        "--model", required=True, metavar="NAME_OR_DIR",
+        help="bundled model name (e.g. fluo_nuclei) or model folder (a bare name is the "
+        "bundled model if there is one; write ./NAME for a local folder of that name)",
+    )
+    parser.add_argument("--input", required=True, type=Path, metavar="DIR", help="folder of images")
+    parser.add_argument(
+        "--output", required=True, type=Path, metavar="DIR",
+        help="folder for the label images (created if missing)",
+    )
+    parser.add_argument(
+        "--prob-thresh", type=float, metavar="P",
+        help="object probability threshold in (0, 1) (default: the model's tuned value)",
+    )
+    parser.add_argument(
+        "--nms-thresh", type=float, metavar="N",
+        help="overlap above which the weaker of two candidates is dropped, in (0, 1) "
+        "(default: the model's tuned value)",
+    )
+    parser.add_argument(
+        "--tiles", default="auto", metavar="auto|YxX",
+        help="predict in YxX overlapping tiles (e.g. 2x2) to bound memory; 'auto' (default) "
+        "tiles only images larger than 2048 pixels per side",
+    )
+    parser.add_argument(
+        "--scale", type=float, metavar="S",
+        help="resize images by S before prediction (objects S times larger); labels are "
+        "drawn at the original size (default 1)",
+    )
+    parser.add_argument(
+        "--channel", type=int, metavar="C",
+        help="for colour or multi-channel images and a one-channel model: the channel to "
+        "segment, counted from 0",
+    )
+    parser.add_argument(
+        "--timings", type=Path, metavar="FILE",
+        help="write seconds per image and per stage (read, normalize, network, candidates, "
+        "nms, render, write) and the model loading time as JSON",
+    )
+    return parser
+
+
+def read_image(path):
+    """An image file as an array: TIFF with tifffile, other formats with scikit-image.
+
+    A TIFF stored channels-first (C, H, W with at most 4 channels) is turned channels-last.
+    """
+    import numpy as np
+
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            image = tifffile.imread(path)
+        else:
+            import skimage.io
+
+            image = skimage.io.imread(path)
+    except Exception as error:  # any decoder failure is the file's problem
+        raise InputError(f"cannot read the image ({type(error).__name__}: {error})") from error
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[0] < image.shape[-1] and image.shape[0] <= 4 and image.shape[-1] > 4:
+        image = np.moveaxis(image, 0, -1)  # channels-first TIFF (C, H, W)
+    return image
+
+
+def run(args):
+    from .. import labelio, models, predict
+
+    tiles = predict.parse_tiles(args.tiles)
+    if args.scale is not None:
+        if not args.scale > 0:
+            raise InputError(f"--scale must be positive, got {args.scale}")
+    for option, value in (("--prob-thresh", args.prob_thresh), ("--nms-thresh", args.nms_thresh)):
+        if value is not None and not 0 < value < 1:
+            raise InputError(f"{option} must be between 0 and 1, got {value}")
+    if args.channel is not None and args.channel < 0:
+        raise InputError(f"--channel counts from 0, got {args.channel}")
+    if args.timings is not None and not args.timings.parent.is_dir():
+        raise InputError(f"--timings {args.timings}: folder {args.timings.parent} does not exist")
+    images = labelio.files_by_stem(args.input, suffixes=IMAGE_SUFFIXES)
+    if not images:
+        raise InputError(f"no images ({' '.join(IMAGE_SUFFIXES)}) in --input {args.input}")
+    if args.output.resolve() == args.input.resolve():
+        raise InputError("--output must differ from --input (label images would mix with images)")
+    if args.output.exists() and not args.output.is_dir():
+        raise InputError(f"--output {args.output} is a file")
+
+    start = time.perf_counter()
+    model = models.load_model(args.model)
+    load_seconds = time.perf_counter() - start
+    args.output.mkdir(parents=True, exist_ok=True)
+
+    from tqdm import tqdm
+
+    failed, records, n_objects = [], [], 0
+    progress = tqdm(images.items(), total=len(images), unit="image", desc="nucleai segment",
+                    disable=None, file=sys.stderr)
+    for stem, path in progress:
+        timings = {}
+        begin = time.perf_counter()
+        try:
+            with predict._timed(timings, "read"):
+                image = read_image(path)
+            result = predict.segment(
+                image, model, prob_thresh=args.prob_thresh, nms_thresh=args.nms_thresh,
+                scale=args.scale, tiles=tiles, channel=args.channel, timings=timings,
+            )
+            with predict._timed(timings, "write"):
+                labelio.write_labels(args.output / f"{stem}.tif", result.labels)
+        except InputError as error:
+            failed.append(stem)
+            progress.write(f"nucleai segment: error: {path}: {error}", file=sys.stderr)
+            continue
+        n_objects += result.count
+        records.append({
+            "image": path.name, "shape": list(image.shape), "objects": result.count,
+            "tiles": list(result.n_tiles), "seconds": time.perf_counter() - begin,
+            "stages": timings,
+        })
+    progress.close()
+
+    print(
+        f"nucleai segment: {len(records)} of {len(images)} images, {n_objects} objects "
+        f"(model {model.name}, prob_thresh {args.prob_thresh or model.spec.prob_thresh:g}, "
+        f"nms_thresh {args.nms_thresh or model.spec.nms_thresh:g}) -> {args.output}"
+    )
+    if args.timings is not None:
+        report = {
+            "model": str(model.spec.path), "model_load_seconds": load_seconds,
+            "images": records, "failed": failed,
+        }
+        args.timings.write_text(json.dumps(report, indent=1))
+    if failed:
+        print(f"nucleai segment: error: {len(failed)} images failed: {', '.join(failed[:10])}"
+              + (" ..." if len(failed) > 10 else ""), file=sys.stderr)
+        return 2
+    return 0

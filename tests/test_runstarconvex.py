@@ -1,0 +1,346 @@
+"""RunStarConvex: the module in process (settings, measurements, errors) and in a real pipeline.
+
+The in-process tests build a CellProfiler workspace around one module, as CellProfiler's own
+module tests do. The integration test runs ``example_pipelines/starconvex_nuclei.cppipe``
+headless on the bundled images with ``--plugins-directory plugins`` and checks that the
+downstream modules measured RunStarConvex's objects. Until the bundled default model
+``models/fluo_nuclei`` exists, the tiny test model stands in for it (``NUCLEAI_MODELS_DIR``).
+"""
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.io
+import tifffile
+
+from cellprofiler_run import run_pipeline
+from nucleai import metrics, models, predict
+from nucleai.errors import InputError
+from tiny_model import synthetic_image, tiny_model_dir
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "example_pipelines"
+PIPELINE = EXAMPLES / "starconvex_nuclei.cppipe"
+IMAGES = EXAMPLES / "images"
+GROUND_TRUTH = EXAMPLES / "ground_truth"
+
+sys.path.insert(0, str(REPO / "plugins"))
+import cellprofiler_core.preferences  # noqa: E402
+
+cellprofiler_core.preferences.set_headless()
+cellprofiler_core.preferences.set_plugin_directory(str(REPO / "plugins"), globally=False)
+import runstarconvex  # noqa: E402
+from cellprofiler_core.utilities.core.modules import fill_modules  # noqa: E402
+from cellprofiler_core.image import Image, ImageSetList  # noqa: E402
+from cellprofiler_core.measurement import Measurements  # noqa: E402
+from cellprofiler_core.object import ObjectSet  # noqa: E402
+from cellprofiler_core.pipeline import Pipeline  # noqa: E402
+from cellprofiler_core.setting import ValidationError  # noqa: E402
+from cellprofiler_core.workspace import Workspace  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_dir():
+    return tiny_model_dir()
+
+
+@pytest.fixture(scope="module")
+def image():
+    """A synthetic nucleus image as CellProfiler holds it: float in [0, 1]."""
+    pixels = synthetic_image(np.random.default_rng(5), (140, 170), n_objects=20)[0]
+    return (pixels - pixels.min()) / np.ptp(pixels)
+
+
+def make_module(model_dir, **values):
+    module = runstarconvex.RunStarConvex()
+    module.set_module_num(1)
+    module.x_name.value = "DNA"
+    module.model_source.value = runstarconvex.MODEL_CUSTOM
+    module.model_folder.value = f"Elsewhere...|{model_dir}"
+    for name, value in values.items():
+        getattr(module, name).value = value
+    return module
+
+
+def run_module(module, images):
+    pipeline = Pipeline()
+    pipeline.add_module(module)
+    image_set_list = ImageSetList()
+    image_set = image_set_list.get_image_set(0)
+    for name, pixels in images.items():
+        image_set.add(name, Image(pixels))
+    workspace = Workspace(pipeline, module, image_set, ObjectSet(), Measurements(), image_set_list)
+    module.run(workspace)
+    return workspace
+
+
+def test_objects_and_measurements(model_dir, image):
+    module = make_module(model_dir)
+    workspace = run_module(module, {"DNA": image})
+    expected = predict.segment(image, models.load_model(model_dir))
+    objects = workspace.object_set.get_objects("Nuclei")
+    np.testing.assert_array_equal(objects.segmented, expected.labels)
+    m = workspace.measurements
+    count = expected.count
+    assert count > 5
+    assert m.get_current_image_measurement("Count_Nuclei") == count
+    for feature in ("Location_Center_X", "Location_Center_Y", "Number_Object_Number"):
+        assert len(m.get_current_measurement("Nuclei", feature)) == count
+    probability = m.get_current_measurement("Nuclei", "StarConvex_Probability")
+    np.testing.assert_allclose(probability, expected.probabilities, rtol=1e-6)
+    assert ((probability > 0.5) & (probability <= 1)).all()
+    assert "NucleiProbability" not in workspace.image_set.names
+
+
+def test_the_probability_map_can_be_saved_as_an_image(model_dir, image):
+    module = make_module(model_dir, save_probability=True, probability_name="Prob")
+    workspace = run_module(module, {"DNA": image})
+    prob = workspace.image_set.get_image("Prob").pixel_data
+    assert prob.shape == image.shape and 0 <= prob.min() and prob.max() <= 1
+
+
+def test_thresholds_tiles_and_rescaling_reach_the_backend(model_dir, image):
+    module = make_module(
+        model_dir, use_model_thresholds=False, prob_thresh=0.7, nms_thresh=0.3,
+        tiling=runstarconvex.TILES_FIXED, tiles_y=2, tiles_x=3,
+        rescale=runstarconvex.RESCALE_GIVEN, object_diameter=18.0, use_model_diameter=False,
+        model_diameter=15.0,
+    )
+    workspace = run_module(module, {"DNA": image})
+    expected = predict.segment(image, models.load_model(model_dir), prob_thresh=0.7,
+                               nms_thresh=0.3, tiles=(2, 3), scale=15.0 / 18.0)
+    np.testing.assert_array_equal(workspace.object_set.get_objects("Nuclei").segmented,
+                                  expected.labels)
+
+
+def test_a_mask_restricts_the_objects(model_dir, image):
+    mask = np.zeros(image.shape, bool)
+    mask[:, :80] = True
+    module = make_module(model_dir, use_mask=True, mask_name="Mask")
+    workspace = run_module(module, {"DNA": image, "Mask": mask})
+    labels = workspace.object_set.get_objects("Nuclei").segmented
+    assert labels.max() > 0 and not labels[:, 80:].any()
+
+
+def test_a_colour_image_is_segmented_on_the_chosen_channel(model_dir, image):
+    colour = np.stack([np.zeros_like(image), np.ones_like(image), image], axis=-1)
+    grey = run_module(make_module(model_dir), {"DNA": image})
+    chosen = run_module(make_module(model_dir, channel=3), {"DNA": colour})
+    np.testing.assert_array_equal(chosen.object_set.get_objects("Nuclei").segmented,
+                                  grey.object_set.get_objects("Nuclei").segmented)
+    with pytest.raises(InputError, match=r"channel 3 requested but the image has 3 channels.*"
+                                         r"Channel to use for colour images"):
+        run_module(make_module(model_dir, channel=4), {"DNA": colour})
+
+
+def test_a_constant_image_is_reported_with_the_image_name(model_dir):
+    with pytest.raises(InputError, match=r"RunStarConvex: image 'DNA': image is constant"):
+        run_module(make_module(model_dir), {"DNA": np.zeros((64, 64))})
+
+
+def test_the_model_is_loaded_once_per_process(model_dir, image, monkeypatch):
+    run_module(make_module(model_dir), {"DNA": image})
+    built = []
+    original = models.StarConvexModel.__init__
+    monkeypatch.setattr(models.StarConvexModel, "__init__",
+                        lambda self, spec: built.append(spec) or original(self, spec))
+    for _ in range(3):
+        run_module(make_module(model_dir), {"DNA": image})
+    assert built == []
+
+
+def test_a_missing_or_broken_model_fails_validation(model_dir, tmp_path, monkeypatch):
+    module = make_module(tmp_path / "nowhere")
+    with pytest.raises(ValidationError, match="does not exist") as error:
+        module.validate_module(Pipeline())
+    assert error.value.get_setting() is module.model_folder
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{")
+    module = make_module(tmp_path / "broken")
+    with pytest.raises(ValidationError, match="config.json: not valid JSON"):
+        module.validate_module(Pipeline())
+    with pytest.raises(InputError, match="RunStarConvex: setting 'Model folder'.*not valid JSON"):
+        run_module(module, {"DNA": np.random.default_rng(0).random((32, 32))})
+
+    monkeypatch.setenv(models.MODELS_DIR_ENV, str(model_dir.parent))
+    module = make_module(model_dir, model_source=runstarconvex.MODEL_BUNDLED,
+                         bundled_model="fluo_nuclei")
+    module.validate_module(Pipeline())
+    module.bundled_model.value = "gone"
+    with pytest.raises(ValidationError, match="no bundled model 'gone'") as error:
+        module.validate_module(Pipeline())
+    assert error.value.get_setting() is module.bundled_model
+
+
+def test_rescaling_needs_a_declared_or_given_model_diameter(model_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    (folder / "nucleai.json").unlink()
+    module = make_module(folder, rescale=runstarconvex.RESCALE_AUTO)
+    with pytest.raises(ValidationError, match="does not declare the nucleus diameter") as error:
+        module.validate_module(Pipeline())
+    assert error.value.get_setting() is module.use_model_diameter
+    module.use_model_diameter.value = False
+    module.validate_module(Pipeline())
+
+
+def test_visible_settings_show_only_what_applies(model_dir):
+    module = make_module(model_dir)
+    visible = module.visible_settings()
+    assert module.model_folder in visible and module.bundled_model not in visible
+    for hidden in (module.prob_thresh, module.object_diameter, module.model_diameter,
+                   module.tiles_y, module.mask_name, module.probability_name):
+        assert hidden not in visible
+    module.model_source.value = runstarconvex.MODEL_BUNDLED
+    module.use_model_thresholds.value = False
+    module.rescale.value = runstarconvex.RESCALE_GIVEN
+    module.use_model_diameter.value = False
+    module.tiling.value = runstarconvex.TILES_FIXED
+    module.use_mask.value = True
+    module.save_probability.value = True
+    visible = module.visible_settings()
+    assert module.bundled_model in visible and module.model_folder not in visible
+    for shown in (module.prob_thresh, module.nms_thresh, module.object_diameter,
+                  module.model_diameter, module.tiles_y, module.tiles_x, module.mask_name,
+                  module.probability_name):
+        assert shown in visible
+    assert all(setting in module.settings() for setting in visible)
+
+
+def test_settings_survive_saving_and_loading(model_dir):
+    fill_modules()  # so that Pipeline.load finds the plugin
+    module = make_module(model_dir, use_model_thresholds=False, prob_thresh=0.65,
+                         rescale=runstarconvex.RESCALE_AUTO, tiling=runstarconvex.TILES_FIXED,
+                         tiles_x=3, save_probability=True, probability_name="P")
+    module.percentiles.value = (2.0, 99.5)
+    pipeline = Pipeline()
+    pipeline.add_module(module)
+    text = io.StringIO()
+    pipeline.dump(text, save_image_plane_details=False)
+    loaded = Pipeline()
+    loaded.load(io.StringIO(text.getvalue()))
+    (copy,) = loaded.modules()
+    assert copy.variable_revision_number == 1
+    assert [s.value_text for s in copy.settings()] == [s.value_text for s in module.settings()]
+    values = [s.value_text for s in module.settings()]
+    assert module.upgrade_settings(values, 1, "RunStarConvex") == (values, 1)
+
+
+def test_measurement_columns_and_categories(model_dir):
+    module = make_module(model_dir)
+    pipeline = Pipeline()
+    columns = module.get_measurement_columns(pipeline)
+    assert ("Nuclei", "StarConvex_Probability", "float") in columns
+    assert ("Image", "Count_Nuclei", "integer") in columns
+    assert "StarConvex" in module.get_categories(pipeline, "Nuclei")
+    assert module.get_measurements(pipeline, "Nuclei", "StarConvex") == ["Probability"]
+    assert module.get_measurements(pipeline, "Nuclei", "Location") == [
+        "Center_X", "Center_Y", "Center_Z"]
+    assert module.volumetric() is False
+
+
+# ------------------------------------------------------------------------------------------------
+# The example pipeline, headless
+
+
+@pytest.fixture(scope="module")
+def bundled_model_used(model_dir):
+    """'fluo_nuclei' if the real bundled model exists, else the tiny model standing in for it."""
+    if "fluo_nuclei" in models.bundled_models():
+        yield "bundled"
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(models.MODELS_DIR_ENV, str(model_dir.parent))
+        yield "tiny"
+
+
+@pytest.fixture(scope="module")
+def example_run(bundled_model_used, tmp_path_factory):
+    return run_pipeline(PIPELINE, IMAGES, tmp_path_factory.mktemp("starconvex"))
+
+
+def test_the_example_pipeline_is_the_classical_one_with_runstarconvex():
+    classical = (EXAMPLES / "classical_nuclei.cppipe").read_text()
+    starconvex = PIPELINE.read_text()
+    assert "IdentifyPrimaryObjects:" in classical and "IdentifyPrimaryObjects:" not in starconvex
+    assert "RunStarConvex:[module_num:5" in starconvex
+    assert "Bundled model:fluo_nuclei" in starconvex
+    assert "Name the output object:Nuclei" in starconvex
+    # every other module block (blocks are separated by blank lines) is identical
+    blocks = lambda text: [b for b in text.split("\n\n")[1:] if "module_num:5|" not in b]  # noqa: E731
+    assert blocks(classical) == blocks(starconvex) and len(blocks(starconvex)) == 9
+
+
+def test_downstream_modules_measure_runstarconvex_objects(example_run, bundled_model_used):
+    rows = example_run.tables["Image"]
+    assert sorted(r["FileName_DNA"] for r in rows) == sorted(p.name for p in IMAGES.glob("*.png"))
+    counts = example_run.column("Image", "Count_Nuclei")
+    assert (counts > 0).all()
+    np.testing.assert_array_equal(example_run.column("Image", "Count_Cells"), counts)
+    for objects in ("Nuclei", "Cells"):
+        assert len(example_run.tables[objects]) == counts.sum()
+        for column in ("Location_Center_X", "Location_Center_Y", "Number_Object_Number",
+                       "Intensity_MeanIntensity_DNA", "Intensity_IntegratedIntensity_DNA"):
+            assert np.isfinite(example_run.column(objects, column)).all(), (objects, column)
+    probability = example_run.column("Nuclei", "StarConvex_Probability")
+    assert ((probability > 0) & (probability <= 1)).all()
+    assert (example_run.column("Cells", "Parent_Nuclei") > 0).all()
+    assert (example_run.column("Nuclei", "Intensity_MeanIntensity_DNA") > 0).all()
+    if bundled_model_used == "bundled":  # the real model: counts close to the annotations
+        for row in rows:
+            truth = tifffile.imread(GROUND_TRUTH / (Path(row["FileName_DNA"]).stem + ".tif"))
+            true_count = len(np.unique(truth)) - 1
+            assert 0.7 * true_count <= float(row["Count_Nuclei"]) <= 1.3 * true_count
+
+
+def test_the_saved_labels_equal_the_backends(example_run):
+    model = models.load_model("fluo_nuclei")  # the real one, or the tiny one standing in
+    saved = example_run.files("*_nuclei_labels.tiff")
+    assert len(saved) == 4
+    for path in saved:
+        image = skimage.io.imread(IMAGES / path.name.replace("_nuclei_labels.tiff", ".png"))
+        expected = predict.segment(image, model).labels
+        labels = tifffile.imread(path)
+        assert metrics.evaluate_image(expected, labels).dsb_score >= 0.99
+
+
+class FakeFigure:
+    """Records what display() asks CellProfiler's figure to show."""
+
+    def __init__(self):
+        self.calls = []
+
+    def set_subplots(self, *args, **kwargs):
+        self.calls.append(("set_subplots", args))
+
+    def __getattr__(self, name):
+        if not name.startswith("subplot_"):
+            raise AttributeError(name)
+
+        def record(x, y, image, title=None, **kwargs):
+            self.calls.append((name, (x, y), np.asarray(image).shape, title, kwargs))
+            return f"axes{x}{y}"
+        return record
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_display_shows_input_probability_and_outlines(model_dir, image, colour):
+    module = make_module(model_dir, channel=2)
+    module.show_window = True
+    pixels = np.stack([np.zeros_like(image), image, image], axis=-1) if colour else image
+    workspace = run_module(module, {"DNA": pixels})
+    figure = FakeFigure()
+    module.display(workspace, figure)
+    shown = {call[1]: call for call in figure.calls[1:]}
+    assert figure.calls[0] == ("set_subplots", ((2, 2),))
+    assert shown[(0, 0)][2] == image.shape and "Input image" in shown[(0, 0)][3]
+    assert shown[(1, 0)][3] == "Object probability" and shown[(1, 0)][2] == image.shape
+    outlines = shown[(0, 1)]
+    assert outlines[3] == "Nuclei outlines"
+    labels = outlines[4]["cplabels"][0]["labels"][0]
+    assert labels.max() == workspace.measurements.get_current_image_measurement("Count_Nuclei")
+    assert "Objects" in shown[(1, 1)][4]["row_labels"]
