@@ -12,7 +12,7 @@ import sys
 from .._version import __version__
 from ..errors import InputError
 
-SUBCOMMANDS = ("evaluate", "segment")
+SUBCOMMANDS = ("segment", "evaluate", "thresholds")
 
 
 def build_parser():
