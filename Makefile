@@ -3,13 +3,14 @@
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.nucleai-installed
-DEMO_PIPELINE := example_pipelines/classical_nuclei.cppipe
+DEMO_PIPELINE := example_pipelines/starconvex_nuclei.cppipe
+CLASSICAL_PIPELINE := example_pipelines/classical_nuclei.cppipe
 DEMO_IMAGES := example_pipelines/images
 DEMO_OUTPUT := output
 JAVA_HOME := $(shell bash scripts/find_java_home.sh)
 export JAVA_HOME
 
-.PHONY: install build demo test clean
+.PHONY: install build demo demo-classical test clean
 
 install: $(STAMP)
 
@@ -20,14 +21,21 @@ $(STAMP): setup.py constraints.txt scripts/install_env.sh
 build: $(STAMP)
 	$(PYTHON) setup.py -q build_ext --inplace
 
+# run_pipeline PIPELINE OUTPUT: the example pipeline headless on the bundled images.
+define run_pipeline
+	rm -rf $(2) && mkdir -p $(2)
+	$(PYTHON) -m cellprofiler -c -r -p $(1) -i $(DEMO_IMAGES) -o $(2) --plugins-directory plugins --log-level WARNING
+	@echo "nucleai: $(1): measurements and label images in $(2)/:" && ls $(2)
+endef
+
 demo: build
-	rm -rf $(DEMO_OUTPUT) && mkdir -p $(DEMO_OUTPUT)
-	$(PYTHON) -m cellprofiler -c -r -p $(DEMO_PIPELINE) -i $(DEMO_IMAGES) -o $(DEMO_OUTPUT) \
-		--plugins-directory plugins --log-level WARNING
-	@echo "nucleai demo: measurements and label images in $(DEMO_OUTPUT)/:" && ls $(DEMO_OUTPUT)
+	$(call run_pipeline,$(DEMO_PIPELINE),$(DEMO_OUTPUT))
+
+demo-classical: build
+	$(call run_pipeline,$(CLASSICAL_PIPELINE),output-classical)
 
 test: build
 	$(PYTHON) -m pytest tests
 
 clean:
-	rm -rf build $(DEMO_OUTPUT) shared/nucleai/*.c shared/nucleai/*.so
+	rm -rf build $(DEMO_OUTPUT) output-classical shared/nucleai/*.c shared/nucleai/*.so

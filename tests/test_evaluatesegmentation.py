@@ -1,8 +1,9 @@
 """EvaluateSegmentation in a real headless pipeline, checked against ``nucleai evaluate``.
 
 The example pipeline loads the bundled images with their ground-truth label images as objects,
-segments them with IdentifyPrimaryObjects, evaluates, and saves the predicted labels; the CLI
-then scores the same saved files independently, and the two must agree.
+segments them with IdentifyPrimaryObjects and with RunStarConvex (bundled model), evaluates
+each, and saves each method's labels to its own subfolder; the CLI then scores the same saved
+files independently, and the two must agree.
 """
 import csv
 import subprocess
@@ -17,7 +18,7 @@ from cellprofiler_run import PipelineFailed, run_pipeline
 EXAMPLES = Path(__file__).resolve().parents[1] / "example_pipelines"
 PIPELINE = EXAMPLES / "evaluate_nuclei.cppipe"
 GROUND_TRUTH = EXAMPLES / "ground_truth"
-PREFIX = "Evaluation_{}_GroundTruth_Nuclei"
+METHODS = {"classical": "ClassicalNuclei", "starconvex": "StarConvexNuclei"}
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +26,18 @@ def evaluation_run(tmp_path_factory):
     return run_pipeline(PIPELINE, EXAMPLES, tmp_path_factory.mktemp("evaluate"))
 
 
+@pytest.fixture(scope="module", params=sorted(METHODS))
+def method(request):
+    """(output subfolder, object name, measurement-name template) of one segmentation method."""
+    objects = METHODS[request.param]
+    return request.param, objects, "Evaluation_{}_GroundTruth_" + objects
+
+
 @pytest.fixture(scope="module")
-def cli_rows(evaluation_run, tmp_path_factory):
+def cli_rows(evaluation_run, method, tmp_path_factory):
     table = tmp_path_factory.mktemp("cli") / "per_image.csv"
     subprocess.run(
-        [Path(sys.executable).with_name("nucleai"), "evaluate", "--pred", evaluation_run.output_dir,
+        [Path(sys.executable).with_name("nucleai"), "evaluate", "--pred", evaluation_run.output_dir / method[0],
          "--truth", GROUND_TRUTH, "--csv", table],
         check=True, capture_output=True,
     )
@@ -37,40 +45,51 @@ def cli_rows(evaluation_run, tmp_path_factory):
         return {row["image"]: row for row in csv.DictReader(handle)}
 
 
-def test_module_scores_equal_the_cli_on_the_same_files(evaluation_run, cli_rows):
+def test_module_scores_equal_the_cli_on_the_same_files(evaluation_run, method, cli_rows):
+    _, objects, name = method
     rows = evaluation_run.tables["Image"]
     assert len(rows) == len(cli_rows) == 4
     for row in rows:
         cli = cli_rows[Path(row["FileName_DNA"]).stem]
-        assert float(row[PREFIX.format("DSBScore")]) == pytest.approx(float(cli["dsb_score"]), abs=1e-9)
-        assert float(row[PREFIX.format("MeanF1")]) == pytest.approx(float(cli["mean_f1"]), abs=1e-9)
-        assert float(row[PREFIX.format("TruePositivesIoU050")]) == float(cli["tp@0.5"])
-        assert float(row[PREFIX.format("FalsePositivesIoU075")]) == float(cli["fp@0.75"])
-        assert float(row[PREFIX.format("Splits")]) == float(cli["n_splits"])
-        assert float(row[PREFIX.format("GroundTruthCount")]) == float(cli["n_truth"])
-        assert float(row[PREFIX.format("PredictedCount")]) == float(row["Count_Nuclei"])
+        assert float(row[name.format("DSBScore")]) == pytest.approx(float(cli["dsb_score"]), abs=1e-9)
+        assert float(row[name.format("MeanF1")]) == pytest.approx(float(cli["mean_f1"]), abs=1e-9)
+        assert float(row[name.format("TruePositivesIoU050")]) == float(cli["tp@0.5"])
+        assert float(row[name.format("FalsePositivesIoU075")]) == float(cli["fp@0.75"])
+        assert float(row[name.format("Splits")]) == float(cli["n_splits"])
+        assert float(row[name.format("GroundTruthCount")]) == float(cli["n_truth"])
+        assert float(row[name.format("PredictedCount")]) == float(row[f"Count_{objects}"])
 
 
-def test_per_object_measurements_agree_with_the_image_counts(evaluation_run):
+def test_per_object_measurements_agree_with_the_image_counts(evaluation_run, method):
+    _, predicted, name = method
     images = evaluation_run.tables["Image"]
-    for objects, other in (("GroundTruth", "Nuclei"), ("Nuclei", "GroundTruth")):
+    true_positives = sum(float(row[name.format("TruePositivesIoU050")]) for row in images)
+    for objects, other in (("GroundTruth", predicted), (predicted, "GroundTruth")):
         matched = evaluation_run.column(objects, f"Evaluation_Matched_{other}")
         best_iou = evaluation_run.column(objects, f"Evaluation_BestIoU_{other}")
         assert ((best_iou >= 0) & (best_iou <= 1)).all()
         assert (best_iou[matched == 1] > 0.5).all() and (best_iou[matched == 0] <= 0.5).all()
-        true_positives = sum(float(row[PREFIX.format("TruePositivesIoU050")]) for row in images)
         assert matched.sum() == true_positives
-    assert "Evaluation_Split_Nuclei" in evaluation_run.tables["GroundTruth"][0]
-    assert "Evaluation_Merge_GroundTruth" in evaluation_run.tables["Nuclei"][0]
+    assert f"Evaluation_Split_{predicted}" in evaluation_run.tables["GroundTruth"][0]
+    assert "Evaluation_Merge_GroundTruth" in evaluation_run.tables[predicted][0]
 
 
-def test_summary_holds_the_means_over_images(evaluation_run):
-    summary_file = evaluation_run.output_dir / "EvaluateSegmentation_GroundTruth_Nuclei.csv"
+def test_star_convex_beats_the_classical_pipeline(evaluation_run):
+    score = {
+        method: evaluation_run.column("Image", f"Evaluation_DSBScore_GroundTruth_{objects}").mean()
+        for method, objects in METHODS.items()
+    }
+    assert score["starconvex"] > score["classical"], score
+
+
+def test_summary_holds_the_means_over_images(evaluation_run, method):
+    _, objects, name = method
+    summary_file = evaluation_run.output_dir / f"EvaluateSegmentation_GroundTruth_{objects}.csv"
     with open(summary_file, newline="") as handle:
         summary = {row["feature"]: row for row in csv.DictReader(handle)}
-    per_image = evaluation_run.column("Image", PREFIX.format("DSBScore"))
+    per_image = evaluation_run.column("Image", name.format("DSBScore"))
     assert float(summary["DSBScore"]["mean_over_images"]) == pytest.approx(np.mean(per_image))
-    counts = evaluation_run.column("Image", PREFIX.format("FalseNegativesIoU050"))
+    counts = evaluation_run.column("Image", name.format("FalseNegativesIoU050"))
     assert int(summary["FalseNegativesIoU050"]["total"]) == counts.sum()
     assert "DSB score" in evaluation_run.log
 

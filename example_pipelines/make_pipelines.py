@@ -1,0 +1,165 @@
+"""Write the example pipelines with CellProfiler's own API, so the .cppipe format is exact.
+
+- ``classical_nuclei.cppipe``: NamesAndTypes (image DNA) -> IdentifyPrimaryObjects (Nuclei) ->
+  IdentifySecondaryObjects (Cells) -> MeasureObjectIntensity -> ConvertObjectsToImage ->
+  SaveImages (16-bit label TIFF) -> ExportToSpreadsheet.
+- ``starconvex_nuclei.cppipe``: the same with IdentifyPrimaryObjects swapped, at the same
+  position and with the same object name, for RunStarConvex (bundled model ``fluo_nuclei``);
+  every other module is unchanged. This is what ``make demo`` runs.
+- ``evaluate_nuclei.cppipe``: pairs each ``<stem>.png`` with its ground-truth ``<stem>.tif``
+  (loaded as objects), segments with both methods, scores each with EvaluateSegmentation and
+  saves each method's labels as ``classical/<stem>.tiff`` and ``starconvex/<stem>.tiff`` so
+  ``nucleai evaluate`` can score the same files.
+
+The classical IdentifyPrimaryObjects settings (diameter 12-80 px, smaller objects kept) were
+chosen on 40 DSB training images (DSB score 0.206 with 6-80 px and discarding -> 0.333).
+
+    .venv/bin/python example_pipelines/make_pipelines.py
+"""
+import logging
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+MODEL = "fluo_nuclei"
+
+
+def load_cellprofiler():
+    """Headless CellProfiler with this repo's plugins registered."""
+    import cellprofiler_core.preferences as preferences
+
+    # CellProfiler's module scan warns about every module it registers twice and about MySQL.
+    logging.getLogger().setLevel(logging.ERROR)
+    preferences.set_headless()
+    preferences.set_plugin_directory(str(REPO / "plugins"), globally=False)
+    from cellprofiler_core.utilities.core.modules import fill_modules
+
+    fill_modules()
+
+
+def module(name, **settings):
+    """A module by name with the given settings (attribute name -> value)."""
+    from cellprofiler_core.utilities.core.modules import instantiate_module
+
+    instance = instantiate_module(name)
+    for attribute, value in settings.items():
+        getattr(instance, attribute).value = value
+    return instance
+
+
+def identify_primary(image, objects):
+    return module(
+        "IdentifyPrimaryObjects", x_name=image, y_name=objects, size_range=(12, 80),
+        exclude_size=False, exclude_border_objects=False,
+    )
+
+
+def run_star_convex(image, objects):
+    instance = module(
+        "RunStarConvex", x_name=image, y_name=objects, model_source="Bundled model", bundled_model=MODEL
+    )
+    instance.notes = [
+        "Deep-learning nucleus segmentation (star-convex polygons, the StarDist method) with "
+        f"the bundled model '{MODEL}'."
+    ]
+    return instance
+
+
+def save_labels(objects, image_name, suffix="", subfolder=None):
+    """ConvertObjectsToImage + SaveImages: ``objects`` as a 16-bit label TIFF named after DNA."""
+    convert = module("ConvertObjectsToImage", object_name=objects, image_name=image_name, image_mode="uint16")
+    save = module(
+        "SaveImages", image_name=image_name, file_name_method="From image filename", file_image_name="DNA",
+        wants_file_name_suffix=bool(suffix), file_name_suffix=suffix, file_format="tiff",
+        bit_depth="16-bit integer", overwrite=True,
+    )
+    if subfolder:
+        save.pathname.value = f"Default Output Folder sub-folder|{subfolder}"
+    return [convert, save]
+
+
+def export():
+    return module("ExportToSpreadsheet", wants_prefix=False, wants_overwrite_without_warning=True)
+
+
+def single_image_input():
+    images = module("Images")
+    images.filter.value = 'and (extension does isimage) (file does endwith ".png")'
+    names = module(
+        "NamesAndTypes", assignment_method="All images", single_load_as_choice="Grayscale image",
+        single_image_provider="DNA",
+    )
+    return [images, module("Metadata"), names, module("Groups")]
+
+
+def image_and_truth_input():
+    """Images and ground-truth label images paired by file stem (``<stem>.png``, ``<stem>.tif``)."""
+    images = module("Images")
+    images.filter.value = 'or (file does endwith ".png") (file does endwith ".tif")'
+    metadata = module("Metadata", wants_metadata=True)
+    extraction = metadata.extraction_methods[0]
+    extraction.extraction_method.value = "Extract from file/folder names"
+    extraction.source.value = "File name"
+    extraction.file_regexp.value = r"^(?P<Stem>[^.]+)\."
+    names = module("NamesAndTypes", assignment_method="Images matching rules", matching_choice="Metadata")
+    image_rule = names.assignments[0]
+    image_rule.rule_filter.value = 'and (file does endwith ".png")'
+    image_rule.image_name.value = "DNA"
+    image_rule.load_as_choice.value = "Grayscale image"
+    names.add_assignment()
+    truth_rule = names.assignments[1]
+    truth_rule.rule_filter.value = 'and (file does endwith ".tif")'
+    truth_rule.object_name.value = "GroundTruth"
+    truth_rule.load_as_choice.value = "Objects"
+    names.join.build([{"DNA": "Stem", "GroundTruth": "Stem"}])
+    return [images, metadata, names, module("Groups")]
+
+
+def downstream():
+    secondary = module(
+        "IdentifySecondaryObjects", x_name="Nuclei", y_name="Cells", image_name="DNA",
+        method="Distance - N", distance_to_dilate=5,
+    )
+    intensity = module("MeasureObjectIntensity", images_list="DNA", objects_list="Nuclei, Cells")
+    return [secondary, intensity, *save_labels("Nuclei", "NucleiLabels", suffix="_nuclei_labels"), export()]
+
+
+def classical():
+    return [*single_image_input(), identify_primary("DNA", "Nuclei"), *downstream()]
+
+
+def star_convex():
+    return [*single_image_input(), run_star_convex("DNA", "Nuclei"), *downstream()]
+
+
+def evaluation():
+    modules = image_and_truth_input()
+    methods = (("classical", identify_primary, "ClassicalNuclei"), ("starconvex", run_star_convex, "StarConvexNuclei"))
+    for subfolder, segment, objects in methods:
+        modules.append(segment("DNA", objects))
+        modules.append(module("EvaluateSegmentation", truth_objects="GroundTruth", predicted_objects=objects))
+        modules.extend(save_labels(objects, f"{objects}Labels", subfolder=subfolder))
+    return modules + [export()]
+
+
+def write(modules, path):
+    from cellprofiler_core.pipeline import Pipeline
+
+    pipeline = Pipeline()
+    for number, instance in enumerate(modules, 1):
+        instance.set_module_num(number)
+        pipeline.add_module(instance)
+    with open(path, "w") as handle:
+        pipeline.dump(handle, save_image_plane_details=False)
+    print(path)
+
+
+def main():
+    load_cellprofiler()
+    write(classical(), HERE / "classical_nuclei.cppipe")
+    write(star_convex(), HERE / "starconvex_nuclei.cppipe")
+    write(evaluation(), HERE / "evaluate_nuclei.cppipe")
+
+
+if __name__ == "__main__":
+    main()
