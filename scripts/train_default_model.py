@@ -52,8 +52,15 @@ def augment(image, labels, rng):
     return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(labels)
 
 
-def make_time_budget_callback(deadline, state_path, first_epoch, best_val_loss, log):
-    """Keras callback: record progress after every epoch and stop once the deadline has passed."""
+def make_time_budget_callback(deadline, state_path, first_epoch, best_val_loss, log, snapshot_every=0):
+    """Keras callback: record progress after every epoch and stop once the deadline has passed.
+
+    With ``snapshot_every`` > 0 it also keeps a copy of every n-th epoch's weights in
+    ``snapshots/``, so the epoch can be chosen by the validation score we report (the validation
+    loss tracks it only loosely).
+    """
+    import shutil
+
     import keras
 
     previous_best = [best_val_loss]
@@ -69,6 +76,10 @@ def make_time_budget_callback(deadline, state_path, first_epoch, best_val_loss, 
                      "last_logs": {k: float(v) for k, v in logs.items()}}
             state_path.write_text(json.dumps(state, indent=1))
             log(f"epoch {done}: " + " ".join(f"{k}={float(v):.4f}" for k, v in sorted(logs.items())))
+            if snapshot_every and done % snapshot_every == 0:
+                snapshots = state_path.parent / "snapshots"
+                snapshots.mkdir(exist_ok=True)
+                shutil.copyfile(state_path.parent / "weights_now.h5", snapshots / f"weights_epoch{done:03d}.h5")
             if time.time() > deadline:
                 log("time budget used up: stopping after this epoch")
                 self.model.stop_training = True
@@ -84,6 +95,8 @@ def main():
     parser.add_argument("--max-epochs", type=int, default=400)
     parser.add_argument("--steps-per-epoch", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--snapshot-every", type=int, default=0, metavar="N",
+                        help="keep every N-th epoch's weights in OUT/snapshots (0: none)")
     args = parser.parse_args()
 
     start = time.time()
@@ -131,7 +144,8 @@ def main():
         if getattr(callback, "save_best_only", False):
             # A resumed run must not replace weights_best.h5 with a worse epoch.
             callback.best = best_val_loss
-    model.callbacks.append(make_time_budget_callback(deadline, state_path, state["epochs_done"], best_val_loss, log))
+    model.callbacks.append(make_time_budget_callback(
+        deadline, state_path, state["epochs_done"], best_val_loss, log, args.snapshot_every))
 
     rng = np.random.default_rng(args.seed + state["epochs_done"])
     remaining = args.max_epochs - state["epochs_done"]
