@@ -1,6 +1,8 @@
 """Benchmark: nucleai's NMS against stardist's, on the same candidates, in one process.
 
-    python benchmarks/nms.py [--repeat 5] [--quick]
+    python benchmarks/nms.py [--repeat 5] [--quick]     # timing and agreement, then scaling
+    python benchmarks/nms.py --agreement-only          # agreement only (no clock: any load)
+    python benchmarks/nms.py --scaling-only            # thread scaling only
 
 Cases
 -----
@@ -24,6 +26,12 @@ Agreement: ``diff`` counts candidates kept by one implementation and not by the 
 polygon kept before them, and ``clip`` how many more are within 0.05: stardist's clipper rounds
 intersection points to integer pixels, which moves its overlaps of small polygons by up to a
 few 1e-2 (see tests/test_nms.py); candidates not explained either way are reported as ``other``.
+The totals give the number of candidates compared.
+
+Thread scaling (not with ``--quick``): our NMS of the full-resolution mosaic with one thread and
+with all (``os.cpu_count()``), alternately ``--repeat`` times; the speed-up is the ratio of the
+medians. Our result does not depend on the number of threads (the tests check it), so only the
+time is compared.
 """
 import argparse
 import json
@@ -101,10 +109,15 @@ def mosaic(rng, side=8):
     return labels, len(np.unique(labels)) - 1
 
 
-def dense_cases(rng, quick):
+def mosaic_maps(rng):
+    """The 2048 x 2048 mosaic's prob/dist maps at full resolution."""
     labels, n_nuclei = mosaic(rng)
     print(f"mosaic2048: {labels.shape[0]}x{labels.shape[1]}, {n_nuclei} nuclei")
-    full = ideal_maps(labels, rng)
+    return ideal_maps(labels, rng)
+
+
+def dense_cases(rng, quick):
+    full = mosaic_maps(rng)
     yield "mosaic2048-grid2", (full[0][::2, ::2], full[1][::2, ::2]), (2, 2), 0.4, 0.5
     if not quick:
         yield "mosaic2048-grid1", full, (1, 1), 0.4, 0.5
@@ -123,13 +136,13 @@ def dense_cases(rng, quick):
                0.4, float(case["prob_thresh"]))
 
 
-def timed(function, repeat):
-    """Run both functions alternately; median seconds of each and the last results."""
-    times, results = [[], []], [None, None]
+def timed(functions, repeat):
+    """Run the functions alternately; median seconds of each and the last results."""
+    times, results = [[] for _ in functions], [None] * len(functions)
     for _ in range(repeat):
-        for k in (0, 1):
+        for k, function in enumerate(functions):
             start = time.perf_counter()
-            results[k] = function[k]()
+            results[k] = function()
             times[k].append(time.perf_counter() - start)
     return [statistics.median(t) for t in times], results
 
@@ -151,17 +164,17 @@ def agreement(dist, points, keep_ours, keep_theirs, thresh):
     return len(differing), near, clip, len(differing) - near - clip
 
 
-def keep_masks_dense(prob, dist, grid, thresh, prob_thresh, kept_ours, kept_theirs):
-    """Candidates in score order with both keep masks (from the kept points)."""
+def keep_masks_dense(prob, dist, grid, thresh, prob_thresh, kept):
+    """Candidates in score order and a keep mask per list of kept points."""
     mask = theirs._ind_prob_thresh(prob, prob_thresh, 2)
     points = np.stack(np.nonzero(mask), axis=1)
     order = np.argsort(prob[mask])[::-1]
     points = points[order] * np.array(grid)
     index = {tuple(p): k for k, p in enumerate(points)}
     masks = []
-    for kept in (kept_ours, kept_theirs):
+    for kept_points in kept:
         m = np.zeros(len(points), bool)
-        m[[index[tuple(p)] for p in kept]] = True
+        m[[index[tuple(p)] for p in kept_points]] = True
         masks.append(m)
     return dist[mask][order], points, masks
 
@@ -170,26 +183,32 @@ def run(args):
     rng = np.random.default_rng(0)
     print(f"cores: {os.cpu_count()}, load average (1 min): {os.getloadavg()[0]:.1f}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
-    header = (f"{'case':24s} {'rays':>4s} {'cand':>8s} {'kept':>6s} {'stardist_s':>11s} "
-              f"{'ours_s':>9s} {'ratio':>7s} {'diff':>5s} {'near':>5s} {'clip':>5s} "
-              f"{'other':>5s}")
+    timing = not args.agreement_only
+    repeat = args.repeat if timing else 1
+    header = f"{'case':24s} {'rays':>4s} {'cand':>8s} {'kept':>6s} "
+    if timing:
+        header += f"{'stardist_s':>11s} {'ours_s':>9s} {'ratio':>7s} "
+    header += f"{'diff':>5s} {'near':>5s} {'clip':>5s} {'other':>5s}"
     print(header)
-    ratios, totals = [], np.zeros(4, int)
+    ratios, totals, n_compared = [], np.zeros(4, int), 0
 
     def report(name, n_rays, n_cand, n_kept, t, counts):
-        ratio = t[1] / t[0]
-        ratios.append(ratio)
+        nonlocal n_compared
+        n_compared += n_cand
         totals[:] += counts
-        print(f"{name:24s} {n_rays:4d} {n_cand:8d} {n_kept:6d} {t[1]:11.4f} {t[0]:9.4f} "
-              f"{ratio:7.2f} " + " ".join(f"{c:5d}" for c in counts), flush=True)
+        line = f"{name:24s} {n_rays:4d} {n_cand:8d} {n_kept:6d} "
+        if timing:
+            ratios.append(t[1] / t[0])
+            line += f"{t[1]:11.4f} {t[0]:9.4f} {ratios[-1]:7.2f} "
+        print(line + " ".join(f"{c:5d}" for c in counts), flush=True)
 
     for name, (prob, dist), grid, thresh, prob_thresh in dense_cases(rng, args.quick):
         kwargs = dict(grid=grid, b=2, nms_thresh=thresh, prob_thresh=prob_thresh)
         t, (mine, other) = timed(
             (lambda: ours.non_maximum_suppression(dist, prob, **kwargs),
-             lambda: theirs.non_maximum_suppression(dist, prob, **kwargs)), args.repeat)
+             lambda: theirs.non_maximum_suppression(dist, prob, **kwargs)), repeat)
         cand_dist, cand_points, (m_ours, m_theirs) = keep_masks_dense(
-            prob, dist, grid, thresh, prob_thresh, mine[0], other[0])
+            prob, dist, grid, thresh, prob_thresh, [mine[0], other[0]])
         report(name, dist.shape[-1], len(cand_points), len(mine[0]), t,
                agreement(cand_dist, cand_points, m_ours, m_theirs, thresh))
 
@@ -198,25 +217,51 @@ def run(args):
         t, (mine, other) = timed(
             (lambda: ours.non_maximum_suppression_sparse(dist, points, scores, thresh),
              lambda: theirs.non_maximum_suppression_sparse(dist, scores, points,
-                                                           nms_thresh=thresh)), args.repeat)
+                                                           nms_thresh=thresh)), repeat)
         order = np.argsort(scores)[::-1]
         m_ours = np.isin(order, mine[3])
         m_theirs = np.isin(order, other[3])
         report(f"random-{seed}", dist.shape[1], len(dist), len(mine[3]), t,
                agreement(dist[order], points[order], m_ours, m_theirs, thresh))
 
-    print(f"agreement: {totals[0]} differing candidates, {totals[1]} within 1e-3 of the "
-          f"threshold, {totals[2]} within 0.05 (clipper rounding), {totals[3]} other")
-    print(f"median ratio (stardist time / ours) over {len(ratios)} cases: "
-          f"{statistics.median(ratios):.2f}")
+    print(f"agreement over {n_compared} candidates: {totals[0]} differing, {totals[1]} within "
+          f"1e-3 of the threshold, {totals[2]} within 0.05 (clipper rounding), {totals[3]} other")
+    if timing:
+        print(f"median ratio (stardist time / ours) over {len(ratios)} cases: "
+              f"{statistics.median(ratios):.2f}")
+
+
+def thread_scaling(args):
+    """Our NMS of the full-resolution mosaic with one thread and with all."""
+    prob, dist = mosaic_maps(np.random.default_rng(0))
+    n_all = os.cpu_count()
+    kwargs = dict(grid=(1, 1), b=2, nms_thresh=0.4, prob_thresh=0.5)
+    n_cand = int(theirs._ind_prob_thresh(prob, kwargs["prob_thresh"], kwargs["b"]).sum())
+    print(f"thread scaling, mosaic2048-grid1, {n_cand} candidates, "
+          f"load average (1 min): {os.getloadavg()[0]:.1f}")
+    t, results = timed(
+        [lambda n=n: ours.non_maximum_suppression(dist, prob, **kwargs, n_threads=n)
+         for n in (1, n_all)], args.repeat)
+    assert np.array_equal(results[0][0], results[1][0])
+    print(f"1 thread {t[0]:8.4f} s   {n_all} threads {t[1]:8.4f} s   "
+          f"speed-up {t[0] / t[1]:5.2f}", flush=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per implementation")
     parser.add_argument("--random-sets", type=int, default=8, help="random candidate sets")
-    parser.add_argument("--quick", action="store_true", help="skip the full-resolution mosaic")
-    run(parser.parse_args())
+    parser.add_argument("--quick", action="store_true",
+                        help="skip the full-resolution mosaic and the thread scaling")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--agreement-only", action="store_true",
+                      help="agreement only, each NMS run once, no times")
+    what.add_argument("--scaling-only", action="store_true", help="thread scaling only")
+    args = parser.parse_args()
+    if not args.scaling_only:
+        run(args)
+    if args.scaling_only or not (args.quick or args.agreement_only):
+        thread_scaling(args)
 
 
 if __name__ == "__main__":

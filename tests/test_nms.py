@@ -209,15 +209,20 @@ def test_nms_equals_the_sequential_greedy_definition(seed):
                                   greedy_reference(dist, points, thresh))
 
 
-def test_result_does_not_depend_on_the_number_of_threads(tmp_path):
-    # enough candidates (random sets side by side, 16 rays) for the parallel path
+def many_candidates():
+    """Enough candidates (random sets side by side, 16 rays) for the parallel path."""
     sets = [random_candidates(seed) for seed in range(200)]
     sets = [s for s in sets if s[0].shape[1] == 16][:24]
     dist = np.concatenate([s[0] for s in sets])
     points = np.concatenate([s[1] + [0, 1000 * k] for k, s in enumerate(sets)])
     scores = np.concatenate([s[2] for s in sets])
-    thresh = 0.4
     assert len(dist) >= 4096
+    return dist, points, scores
+
+
+def test_result_does_not_depend_on_the_number_of_threads(tmp_path):
+    dist, points, scores = many_candidates()
+    thresh = 0.4
     np.savez(tmp_path / "case.npz", dist=dist, points=points, scores=scores)
     script = ("import sys, numpy as np; from nucleai import nms; z = np.load(sys.argv[1]); "
               f"print(nms.non_maximum_suppression_sparse(z['dist'], z['points'], z['scores'], "
@@ -226,6 +231,21 @@ def test_result_does_not_depend_on_the_number_of_threads(tmp_path):
                            env={**os.environ, "OMP_NUM_THREADS": str(n)}, check=True,
                            capture_output=True, text=True).stdout for n in (1, 2, 3)]
     assert runs[0] == runs[1] == runs[2]
+
+
+def test_n_threads_does_not_change_the_result():
+    dist, points, scores = many_candidates()
+    results = [nms.non_maximum_suppression_sparse(dist, points, scores, 0.4, n_threads=n)
+               for n in (1, 2, None)]
+    for result in results[1:]:
+        for got, expected in zip(result, results[0]):
+            np.testing.assert_array_equal(got, expected)
+    assert 0 < len(results[0][3]) < len(dist)
+    prob, dist_map = GOOD_PROB, GOOD_DIST
+    dense = [nms.non_maximum_suppression(dist_map, prob, n_threads=n) for n in (1, 2, None)]
+    for result in dense[1:]:
+        for got, expected in zip(result, dense[0]):
+            np.testing.assert_array_equal(got, expected)
 
 
 # ----------------------------------------------------------------------------- agreement
@@ -285,10 +305,12 @@ def test_agrees_with_stardist_on_network_output_fixtures(name):
     np.testing.assert_array_equal(points, live[0])
 
 
-def test_clipper_rounding_fixture():
+@pytest.mark.parametrize("name", ["clipper_rounding.npz", "clipper_rounding_dsb.npz"])
+def test_clipper_rounding_fixture(name):
     """Pairs where stardist and we disagree: our overlap is the exact one, stardist's is off by
-    its integer rounding, and the two lie on different sides of the threshold."""
-    case = np.load(FIXTURES / "clipper_rounding.npz")
+    its integer rounding, and the two lie on different sides of the threshold (pairs from
+    random sets, and from the DSB mosaic of benchmarks/nms.py)."""
+    case = np.load(FIXTURES / name)
     for k in range(len(case["thresh"])):
         dist, points = case["dist"][k], case["points"][k]
         polygons, _ = snapped_polygons(dist, points)
@@ -296,6 +318,7 @@ def test_clipper_rounding_fixture():
         assert inter[0] == pytest.approx(exact_intersection_area(*polygons), abs=1e-9)
         assert overlap[0] == pytest.approx(case["overlap_exact"][k], abs=1e-9)
         thresh = case["thresh"][k]
+        assert abs(overlap[0] - thresh) <= 0.05
         assert (overlap[0] > thresh) != (case["overlap_stardist"][k] > thresh)
         keep_ours = ours_sorted(dist, points, thresh)
         assert keep_ours[1] == (overlap[0] <= np.float32(thresh))
@@ -400,6 +423,16 @@ GOOD_PROB = np.full((6, 7), 0.9, np.float32)
 def test_bad_input_is_refused_clearly(dist, prob, kwargs, message):
     with pytest.raises(InputError, match=message):
         nms.non_maximum_suppression(dist, prob, **kwargs)
+
+
+@pytest.mark.parametrize("n_threads", [0, -2, 2.0, "2", True, 4097, 10 ** 6])
+def test_bad_thread_count_is_refused_clearly(n_threads):
+    message = "n_threads must be None or an int in \\[1, 4096\\]"
+    with pytest.raises(InputError, match=message):
+        nms.non_maximum_suppression(GOOD_DIST, GOOD_PROB, n_threads=n_threads)
+    with pytest.raises(InputError, match=message):
+        nms.non_maximum_suppression_sparse(GOOD_DIST[0], np.zeros((7, 2)), GOOD_PROB[0],
+                                           n_threads=n_threads)
 
 
 def test_bad_distances_only_matter_for_candidates():

@@ -745,7 +745,8 @@ cdef bint _suppressed_by_kept(BucketGrid *g, Polygons *p, int j, int first_kept,
 _PARALLEL_MIN = 4096
 
 
-def suppress_sorted(const float[:, ::1] dist, const float[:, ::1] points, float thresh):
+def suppress_sorted(const float[:, ::1] dist, const float[:, ::1] points, float thresh,
+                    int n_threads=0):
     """Greedy NMS of candidates sorted by descending score; returns the boolean keep mask.
 
     Parameters
@@ -756,6 +757,9 @@ def suppress_sorted(const float[:, ::1] dist, const float[:, ::1] points, float 
         Polygon centres (y, x), in the coordinates the rays are measured in.
     thresh : float
         A candidate is suppressed when its overlap with a kept one exceeds this.
+    n_threads : int
+        Threads to use; 0 for OpenMP's default (``OMP_NUM_THREADS``, else all cores). Fewer
+        than ``_PARALLEL_MIN`` candidates always use one.
 
     Notes
     -----
@@ -767,8 +771,7 @@ def suppress_sorted(const float[:, ::1] dist, const float[:, ::1] points, float 
     """
     cdef Py_ssize_t n = dist.shape[0]
     cdef int n_rays = dist.shape[1]
-    cdef int n_threads = max(1, openmp.omp_get_max_threads()) if n >= _PARALLEL_MIN else 1
-    cdef Py_ssize_t block = 256, max_block = max(256, n // (4 * n_threads))
+    cdef Py_ssize_t block = 256, max_block
     cdef cnp.ndarray[cnp.uint8_t, ndim=1] keep_arr = np.zeros(n, np.uint8)
     cdef cnp.ndarray[cnp.uint8_t, ndim=1] hit_arr = np.zeros(n, np.uint8)
     cdef unsigned char[::1] keep = keep_arr
@@ -776,6 +779,13 @@ def suppress_sorted(const float[:, ::1] dist, const float[:, ::1] points, float 
     cdef _Workspace ws
     cdef Py_ssize_t start = 0, stop, j
     cdef int failed = 0
+    if n_threads < 0:
+        raise ValueError(f"n_threads must be >= 0, got {n_threads}")
+    if n < _PARALLEL_MIN:
+        n_threads = 1
+    elif n_threads == 0:
+        n_threads = max(1, openmp.omp_get_max_threads())
+    max_block = max(256, n // (4 * n_threads))
     if n == 0:
         return keep_arr.view(bool)
     ws = _Workspace(n, n_rays, n_threads)

@@ -28,7 +28,7 @@ give the same objects here:
   nothing: it is kept, and suppresses nothing, as in stardist.
 
 The work is done by the compiled :func:`nucleai._nms.suppress_sorted`, on all cores (OpenMP;
-``OMP_NUM_THREADS`` limits them).
+``OMP_NUM_THREADS`` or the ``n_threads`` argument limits them).
 """
 import numbers
 
@@ -44,7 +44,8 @@ __all__ = ["non_maximum_suppression", "non_maximum_suppression_sparse", "polygon
 _MAX_COORDINATE = 2 ** 22
 
 
-def non_maximum_suppression(dist, prob, grid=(1, 1), b=2, nms_thresh=0.4, prob_thresh=0.5):
+def non_maximum_suppression(dist, prob, grid=(1, 1), b=2, nms_thresh=0.4, prob_thresh=0.5, *,
+                            n_threads=None):
     """Keep the best non-overlapping star-convex polygons of a dense prediction.
 
     Parameters
@@ -65,6 +66,9 @@ def non_maximum_suppression(dist, prob, grid=(1, 1), b=2, nms_thresh=0.4, prob_t
         A candidate is suppressed when its overlap with a kept polygon exceeds this.
     prob_thresh : float
         Candidates are the pixels with ``prob > prob_thresh``.
+    n_threads : int, optional
+        Threads to use (OpenMP), 1 to 4096; default: ``OMP_NUM_THREADS``, else all cores.
+        Small candidate sets always use one. The result does not depend on it.
 
     Returns
     -------
@@ -79,7 +83,7 @@ def non_maximum_suppression(dist, prob, grid=(1, 1), b=2, nms_thresh=0.4, prob_t
     ------
     InputError
         Wrong shapes or dtypes, NaN in ``prob``, non-finite or negative distances of
-        candidates, a bad ``grid``, ``b`` or threshold.
+        candidates, a bad ``grid``, ``b``, threshold or ``n_threads``.
     """
     prob = geometry._real_array(prob, "prob")
     dist = geometry._real_array(dist, "dist")
@@ -98,6 +102,7 @@ def non_maximum_suppression(dist, prob, grid=(1, 1), b=2, nms_thresh=0.4, prob_t
                          f"{_MAX_COORDINATE} pixels")
     nms_thresh = _threshold(nms_thresh, "nms_thresh", 0.0, 1.0)
     prob_thresh = _threshold(prob_thresh, "prob_thresh", -np.inf, np.inf)
+    n_threads = _thread_count(n_threads)
 
     mask = _candidate_mask(prob, prob_thresh, b)
     points = np.stack(np.nonzero(mask), axis=1)
@@ -107,11 +112,11 @@ def non_maximum_suppression(dist, prob, grid=(1, 1), b=2, nms_thresh=0.4, prob_t
     points = points[order] * np.array(grid).reshape(1, 2)
     scores = scores[order]
     dist = dist[order]
-    keep = _suppress(dist, points, nms_thresh)
+    keep = _suppress(dist, points, nms_thresh, n_threads)
     return points[keep], scores[keep], dist[keep]
 
 
-def non_maximum_suppression_sparse(dist, points, scores, nms_thresh=0.4):
+def non_maximum_suppression_sparse(dist, points, scores, nms_thresh=0.4, *, n_threads=None):
     """NMS of an explicit list of candidate polygons (for example pooled from several predictions).
 
     Parameters
@@ -124,6 +129,8 @@ def non_maximum_suppression_sparse(dist, points, scores, nms_thresh=0.4):
         Candidate scores, without NaN; higher is better.
     nms_thresh : float in [0, 1]
         A candidate is suppressed when its overlap with a kept polygon exceeds this.
+    n_threads : int, optional
+        As in :func:`non_maximum_suppression`.
 
     Returns
     -------
@@ -146,8 +153,9 @@ def non_maximum_suppression_sparse(dist, points, scores, nms_thresh=0.4):
         raise InputError("scores contains NaN")
     _check_points(points)
     nms_thresh = _threshold(nms_thresh, "nms_thresh", 0.0, 1.0)
+    n_threads = _thread_count(n_threads)
     order = np.argsort(scores)[::-1]
-    keep = _suppress(dist[order], points[order], nms_thresh)
+    keep = _suppress(dist[order], points[order], nms_thresh, n_threads)
     kept = order[keep]
     return points[kept], scores[kept], dist[kept], kept
 
@@ -193,13 +201,24 @@ def polygon_overlap(dist_a, points_a, dist_b, points_b):
     return inter, overlap
 
 
-def _suppress(dist, points, nms_thresh):
+def _suppress(dist, points, nms_thresh, n_threads):
     """Keep mask of candidates sorted by descending score (after validation of ``dist``)."""
     _check_dist(dist)
     if len(dist) == 0:
         return np.zeros(0, bool)
     return suppress_sorted(np.ascontiguousarray(dist, np.float32),
-                           np.ascontiguousarray(points, np.float32), np.float32(nms_thresh))
+                           np.ascontiguousarray(points, np.float32), np.float32(nms_thresh),
+                           n_threads)
+
+
+def _thread_count(n_threads):
+    """``n_threads`` as the compiled code takes it: 0 for OpenMP's default."""
+    if n_threads is None:
+        return 0
+    if (not isinstance(n_threads, numbers.Integral) or isinstance(n_threads, bool)
+            or not 1 <= n_threads <= 4096):
+        raise InputError(f"n_threads must be None or an int in [1, 4096], got {n_threads!r}")
+    return int(n_threads)
 
 
 def _candidate_mask(prob, prob_thresh, b):
