@@ -54,6 +54,7 @@ setup(
         "scikit-image",
         "tifffile",
         "tqdm",
+        "matplotlib",  # training's loss-curve PNG
     ],
     extras_require={"tensorflow": ["tensorflow-cpu"], "stardist": ["stardist"]},
     entry_points={"console_scripts": ["nucleai = nucleai.cli:main"]},

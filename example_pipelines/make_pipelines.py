@@ -6,6 +6,13 @@
 - ``starconvex_nuclei.cppipe``: the same with IdentifyPrimaryObjects swapped, at the same
   position and with the same object name, for RunStarConvex (bundled model ``fluo_nuclei``);
   every other module is unchanged. This is what ``make demo`` runs.
+- ``refine_nuclei.cppipe``: the star-convex pipeline with RefineContoursUNet (bundled refinement
+  model ``fluo_refine``) after RunStarConvex: RunStarConvex names its objects ``StarConvexNuclei``
+  and the refined objects are ``Nuclei``, so the downstream modules are unchanged.
+- ``ttamerge_nuclei.cppipe``: RunStarConvex (``StarConvexNuclei``) and IdentifyPrimaryObjects
+  (``ClassicalNuclei``), then TTAMerge twice: the bundled model under test-time augmentation
+  (``Nuclei``, which the downstream modules measure) and the consensus of the two upstream sets
+  (``ConsensusNuclei``: objects both found).
 - ``evaluate_nuclei.cppipe``: pairs each ``<stem>.png`` with its ground-truth ``<stem>.tif``
   (loaded as objects), segments with both methods, scores each with EvaluateSegmentation and
   saves each method's labels as ``classical/<stem>.tiff`` and ``starconvex/<stem>.tiff`` so
@@ -22,6 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 MODEL = "fluo_nuclei"
+REFINE_MODEL = "fluo_refine"
 
 
 def load_cellprofiler():
@@ -62,6 +70,39 @@ def run_star_convex(image, objects):
         "Deep-learning nucleus segmentation (star-convex polygons, the StarDist method) with "
         f"the bundled model '{MODEL}'."
     ]
+    return instance
+
+
+def refine_contours(image, objects, refined):
+    instance = module(
+        "RefineContoursUNet", x_name=objects, y_name=refined, image_name=image,
+        model_source="Bundled model", bundled_model=REFINE_MODEL,
+    )
+    instance.notes = [
+        f"Contour refinement (nucleAIzer's rules) with the U-Net '{REFINE_MODEL}' and its tuned "
+        "parameters; output objects are children of the star-convex ones."
+    ]
+    return instance
+
+
+def tta_merge(image, objects):
+    instance = module(
+        "TTAMerge", mode="Segment with test-time augmentation", x_name=image, y_name=objects,
+        model_source="Bundled model", bundled_model=MODEL,
+    )
+    instance.notes = [
+        f"The bundled model '{MODEL}' under test-time augmentation: the image flipped and rotated "
+        "(six versions), each result turned back, objects kept when at least half find them."
+    ]
+    return instance
+
+
+def consensus(inputs, objects):
+    instance = module(
+        "TTAMerge", mode="Merge object sets", object_names=", ".join(inputs), y_name=objects,
+        vote_rule="More than half of the versions",
+    )
+    instance.notes = [f"Objects that {' and '.join(inputs)} both found (IoU >= 0.5), outlines voted."]
     return instance
 
 
@@ -132,6 +173,21 @@ def star_convex():
     return [*single_image_input(), run_star_convex("DNA", "Nuclei"), *downstream()]
 
 
+def refined_star_convex():
+    return [
+        *single_image_input(), run_star_convex("DNA", "StarConvexNuclei"),
+        refine_contours("DNA", "StarConvexNuclei", "Nuclei"), *downstream(),
+    ]
+
+
+def tta_and_consensus():
+    return [
+        *single_image_input(), run_star_convex("DNA", "StarConvexNuclei"),
+        identify_primary("DNA", "ClassicalNuclei"), tta_merge("DNA", "Nuclei"),
+        consensus(["StarConvexNuclei", "ClassicalNuclei"], "ConsensusNuclei"), *downstream(),
+    ]
+
+
 def evaluation():
     modules = image_and_truth_input()
     methods = (("classical", identify_primary, "ClassicalNuclei"), ("starconvex", run_star_convex, "StarConvexNuclei"))
@@ -158,6 +214,8 @@ def main():
     load_cellprofiler()
     write(classical(), HERE / "classical_nuclei.cppipe")
     write(star_convex(), HERE / "starconvex_nuclei.cppipe")
+    write(refined_star_convex(), HERE / "refine_nuclei.cppipe")
+    write(tta_and_consensus(), HERE / "ttamerge_nuclei.cppipe")
     write(evaluation(), HERE / "evaluate_nuclei.cppipe")
 
 

@@ -204,6 +204,18 @@ def test_channels_are_chosen_or_refused():
     assert predict.select_channels(rgb, 3).shape == (3, 4, 3)
 
 
+def test_an_rgb_model_takes_grey_and_rgba_images_as_training_prepares_them():
+    from nucleai.train.data import to_channels
+
+    grey = np.arange(12.0).reshape(3, 4)
+    rgba = np.stack([grey, grey * 2, grey * 3, np.full_like(grey, 255)], axis=-1)
+    for image in (grey, rgba):
+        np.testing.assert_array_equal(predict.select_channels(image, 3), to_channels(image, 3))
+    np.testing.assert_array_equal(predict.select_channels(rgba, 3, channel=1), np.repeat(rgba[..., 1:2], 3, axis=2))
+    with pytest.raises(InputError, match="model takes 3 channels but the image has 2"):
+        predict.select_channels(rgba[..., :2], 3)
+
+
 def test_a_colour_image_is_segmented_on_the_chosen_channel(model, images):
     image = images[0][0]
     colour = np.stack([np.zeros_like(image), image, np.ones_like(image)], axis=-1)

@@ -83,12 +83,24 @@ def models_dir():
     return Path(nucleai.__file__).resolve().parents[2] / "models"
 
 
-def bundled_models():
-    """Names of the bundled models: sub-folders of :func:`models_dir` with a config.json."""
+def model_kind(folder):
+    """``"unet"`` for a refinement U-Net folder (config.json says so), else ``"starconvex"``."""
+    try:
+        kind = json.loads((Path(folder) / CONFIG_FILE).read_text()).get("kind")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return "starconvex"
+    return "unet" if kind == "unet" else "starconvex"
+
+
+def bundled_models(kind="starconvex"):
+    """Names of the bundled models of one kind: sub-folders of :func:`models_dir` with a
+    config.json; ``kind`` is ``"starconvex"`` (detectors) or ``"unet"`` (refinement U-Nets)."""
     folder = models_dir()
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if (p / CONFIG_FILE).is_file())
+    return sorted(
+        p.name for p in folder.iterdir() if (p / CONFIG_FILE).is_file() and model_kind(p) == kind
+    )
 
 
 def _looks_like_path(text):
@@ -221,6 +233,11 @@ def _read_json(path):
 
 
 def _check_config(config, path):
+    if config.get("kind") == "unet":
+        raise InputError(
+            f"{path}: a contour-refinement U-Net, not a star-convex model; it refines objects "
+            "(RefineContoursUNet, nucleai refine)"
+        )
     missing = [key for key in _CONFIG_KEYS if key not in config]
     if missing:
         raise InputError(

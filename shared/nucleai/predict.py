@@ -94,6 +94,9 @@ def select_channels(image, n_channel_in, channel=None):
         For a one-channel model and a multi-channel image: the channel to use (0-based).
         Without it, a multi-channel image is accepted only when its colour channels are
         identical (grey stored as RGB); an alpha channel (4th of 4) is ignored for that test.
+        A three-channel (RGB) model takes any image as nucleAIzer's models do, and as
+        :mod:`nucleai.train` prepares training images: a grey image (or the chosen channel)
+        is repeated into three channels, an alpha channel (4th of 4) is dropped.
 
     Returns
     -------
@@ -142,6 +145,10 @@ def select_channels(image, n_channel_in, channel=None):
             f"the model takes 1 channel but the image has {n_image} different channels; "
             "choose the channel to segment"
         )
+    if n_channel_in == 3 and n_image == 1:
+        return np.repeat(image, 3, axis=2)
+    if n_channel_in == 3 and n_image == 4:
+        return image[..., :3]
     raise InputError(
         f"the model takes {n_channel_in} channels but the image has {n_image}"
     )

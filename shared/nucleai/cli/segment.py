@@ -2,7 +2,9 @@
 
 One uint16 label TIFF (uint32 above 65535 objects) is written per input image, with the input's
 stem (``a.png`` -> ``OUT/a.tif``). The model is loaded once; a progress bar runs over the images
-(on a terminal). The steps are those of :func:`nucleai.predict.segment`.
+(on a terminal). The steps are those of :func:`nucleai.predict.segment`; with ``--tta``, those
+of :func:`nucleai.tta.segment_tta` (one prediction per transform, merged by voting); with
+``--refine MODEL``, the objects are then refined as ``nucleai refine`` does.
 
 Rules, chosen so that a long batch is not lost to one bad image:
 
@@ -68,6 +70,28 @@ def add_parser(subparsers):
         "segment, counted from 0",
     )
     parser.add_argument(
+        "--tta", action="store_true",
+        help="test-time augmentation: predict every image under the --tta-transforms, undo "
+        "each transform and merge the objects by voting (Moshkov et al.); one prediction per "
+        "transform",
+    )
+    parser.add_argument(
+        "--tta-transforms", metavar="T,T,...",
+        help="with --tta: comma-separated transforms from identity, flip_y, flip_x, rot90, "
+        "rot180, rot270, transpose, transverse (default: the paper's identity,flip_y,flip_x,"
+        "rot90,rot180,rot270)",
+    )
+    parser.add_argument(
+        "--tta-min-votes", type=int, metavar="K",
+        help="with --tta: transforms that must find an object for it to be kept (default: at "
+        "least half, 3 of 6)",
+    )
+    parser.add_argument(
+        "--refine", metavar="NAME_OR_DIR",
+        help="refine the detected objects with this refinement U-Net and nucleAIzer's rules "
+        "(as nucleai refine, with the model's parameters), e.g. fluo_refine",
+    )
+    parser.add_argument(
         "--timings", type=Path, metavar="FILE",
         help="write seconds per image and per stage (read, normalize, network, candidates, "
         "nms, render, write) and the model loading time as JSON",
@@ -99,10 +123,37 @@ def read_image(path):
     return image
 
 
+def _tta_transforms(args):
+    """The transforms of --tta (None without it), checked before any image is read."""
+    from .. import tta
+
+    if not args.tta:
+        for option, value in (("--tta-transforms", args.tta_transforms),
+                              ("--tta-min-votes", args.tta_min_votes)):
+            if value is not None:
+                raise InputError(f"{option} needs --tta")
+        return None
+    try:
+        transforms = tta.check_transforms(
+            tta.PAPER_TRANSFORMS if args.tta_transforms is None else args.tta_transforms
+        )
+    except InputError as error:
+        raise InputError(f"--tta-transforms: {error}") from None
+    if args.tta_min_votes is not None and not 1 <= args.tta_min_votes <= len(transforms):
+        raise InputError(
+            f"--tta-min-votes must be from 1 to {len(transforms)} (the number of transforms), "
+            f"got {args.tta_min_votes}"
+        )
+    return transforms
+
+
 def run(args):
-    from .. import labelio, models, predict
+    from .. import labelio, models, predict, tta
+    from ..refine.apply import refine_image
+    from ..refine.unet import load_unet
 
     tiles = predict.parse_tiles(args.tiles)
+    transforms = _tta_transforms(args)
     if args.scale is not None:
         if not args.scale > 0:
             raise InputError(f"--scale must be positive, got {args.scale}")
@@ -123,6 +174,7 @@ def run(args):
 
     start = time.perf_counter()
     model = models.load_model(args.model)
+    refiner = None if args.refine is None else load_unet(args.refine)
     load_seconds = time.perf_counter() - start
     args.output.mkdir(parents=True, exist_ok=True)
 
@@ -137,19 +189,27 @@ def run(args):
         try:
             with predict._timed(timings, "read"):
                 image = read_image(path)
-            result = predict.segment(
-                image, model, prob_thresh=args.prob_thresh, nms_thresh=args.nms_thresh,
-                scale=args.scale, tiles=tiles, channel=args.channel, timings=timings,
-            )
+            options = dict(prob_thresh=args.prob_thresh, nms_thresh=args.nms_thresh,
+                           scale=args.scale, tiles=tiles, channel=args.channel, timings=timings)
+            if transforms is None:
+                result = predict.segment(image, model, **options)
+            else:
+                result = tta.segment_tta(image, model, transforms,
+                                         min_votes=args.tta_min_votes, **options)
+            labels, count = result.labels, result.count
+            if refiner is not None:
+                refined = refine_image(image, labels, refiner, tiles=tiles, channel=args.channel,
+                                       timings=timings).refinement
+                labels, count = refined.labels, refined.count
             with predict._timed(timings, "write"):
-                labelio.write_labels(args.output / f"{stem}.tif", result.labels)
+                labelio.write_labels(args.output / f"{stem}.tif", labels)
         except InputError as error:
             failed.append(stem)
             progress.write(f"nucleai segment: error: {path}: {error}", file=sys.stderr)
             continue
-        n_objects += result.count
+        n_objects += count
         records.append({
-            "image": path.name, "shape": list(image.shape), "objects": result.count,
+            "image": path.name, "shape": list(image.shape), "objects": count,
             "tiles": list(result.n_tiles), "seconds": time.perf_counter() - begin,
             "stages": timings,
         })
@@ -158,7 +218,10 @@ def run(args):
     print(
         f"nucleai segment: {len(records)} of {len(images)} images, {n_objects} objects "
         f"(model {model.name}, prob_thresh {args.prob_thresh or model.spec.prob_thresh:g}, "
-        f"nms_thresh {args.nms_thresh or model.spec.nms_thresh:g}) -> {args.output}"
+        f"nms_thresh {args.nms_thresh or model.spec.nms_thresh:g}"
+        + ("" if transforms is None else f", TTA {','.join(transforms)}, min votes "
+           f"{args.tta_min_votes or tta.default_min_votes(len(transforms))}")
+        + f") -> {args.output}"
     )
     if args.timings is not None:
         report = {

@@ -1,0 +1,147 @@
+"""``nucleai merge``: merge label images of the same images from several folders by voting.
+
+Each ``--inputs`` folder holds one version of the segmentation of the same images (another
+method, another model, a TTA version), one label image per image; files are paired by stem
+(``a.tif`` in every folder). Every set of versions is merged with
+:func:`nucleai.tta.merge_instances` (match by IoU >= 0.5, keep objects found by at least
+``--min-votes`` folders, per-pixel vote, no overlaps) and written to ``--output`` as
+``<stem>.tif`` (uint16, uint32 above 65535 objects).
+
+Rules, as for ``nucleai segment``, so that a long batch is not lost to one bad image:
+
+- Argument problems (fewer than two folders, a missing folder, ``--min-votes`` out of range,
+  ``--output`` among the inputs) stop the command before any image is read, as does finding no
+  stem present in every folder (the folders almost certainly follow different naming schemes).
+- A stem missing from some folders, or whose versions differ in shape or cannot be read, is
+  reported on stderr with the file names and left out (no output file); the others are merged;
+  the exit status is then 2. A missing file is not read as "no objects": it more likely means a
+  failed run, and counting it as a vote against every object would silently change the result.
+"""
+import csv
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "merge",
+        help="merge label images from several folders (methods, models) into one by voting",
+        description="Pair the label images of the --inputs folders by file stem and merge each "
+        "set into one label image: objects are matched across folders by IoU >= 0.5, kept when "
+        "at least --min-votes folders found them, and drawn by per-pixel vote (a pixel is kept "
+        "when at least half of the folders that found the object cover it); no overlaps.",
+    )
+    parser.add_argument(
+        "--inputs", required=True, nargs="+", type=Path, metavar="DIR",
+        help="two or more folders of label images (.tif, .tiff, .png) with the same stems",
+    )
+    parser.add_argument(
+        "--output", required=True, type=Path, metavar="DIR",
+        help="folder for the merged label images (created if missing)",
+    )
+    parser.add_argument(
+        "--min-votes", type=int, metavar="K",
+        help="folders that must find an object for it to be kept, 1 to the number of folders "
+        "(default: at least half, rounded up: 1 of 2 (every object, matched ones merged), "
+        "2 of 3, 2 of 4); K = the number of folders keeps only objects all of them found",
+    )
+    parser.add_argument(
+        "--iou-threshold", type=float, default=0.5, metavar="T",
+        help="objects of two folders are the same object when their IoU is at least T, in "
+        "(0, 1] (default 0.5)",
+    )
+    parser.add_argument(
+        "--table", type=Path, metavar="FILE",
+        help="write one CSV row per merged object: image, object, votes, mean IoU of the "
+        "versions' masks with the merged one",
+    )
+    return parser
+
+
+def _check_args(args):
+    if len(args.inputs) < 2:
+        raise InputError(f"--inputs needs at least two folders, got {len(args.inputs)}")
+    resolved = [folder.resolve() for folder in args.inputs]
+    if len(set(resolved)) < len(resolved):
+        raise InputError("--inputs names the same folder twice (its vote would count twice)")
+    if args.output.resolve() in resolved:
+        raise InputError("--output must differ from every --inputs folder")
+    if args.output.exists() and not args.output.is_dir():
+        raise InputError(f"--output {args.output} is a file")
+    if args.min_votes is not None and not 1 <= args.min_votes <= len(args.inputs):
+        raise InputError(
+            f"--min-votes must be from 1 to {len(args.inputs)} (the number of folders), "
+            f"got {args.min_votes}"
+        )
+    if not 0 < args.iou_threshold <= 1:
+        raise InputError(f"--iou-threshold must be in (0, 1], got {args.iou_threshold}")
+    if args.table is not None and not args.table.parent.is_dir():
+        raise InputError(f"--table {args.table}: folder {args.table.parent} does not exist")
+
+
+def _read_versions(stem, folders, files):
+    """The label images of one stem, one per folder; InputError naming the files."""
+    from .. import labelio
+
+    missing = [str(folder) for folder, found in zip(folders, files) if stem not in found]
+    if missing:
+        raise InputError(f"no {stem}.* in {', '.join(missing)}")
+    paths = [found[stem] for found in files]
+    versions = [labelio.read_labels(path) for path in paths]
+    shapes = {version.shape for version in versions}
+    if len(shapes) > 1:
+        described = ", ".join(f"{path} {version.shape}" for path, version in zip(paths, versions))
+        raise InputError(f"label images of different shapes: {described}")
+    if versions[0].ndim != 2:
+        raise InputError(f"{paths[0]}: a 3-D stack; merging works on 2-D label images")
+    return versions
+
+
+def run(args):
+    from .. import labelio, tta
+
+    _check_args(args)
+    files = [labelio.files_by_stem(folder) for folder in args.inputs]
+    stems = sorted(set().union(*files))
+    if not any(all(stem in found for found in files) for stem in stems):
+        raise InputError(
+            "no file stem is present in every --inputs folder; files are paired by name "
+            "without suffix"
+        )
+    min_votes = args.min_votes
+    if min_votes is None:
+        min_votes = tta.default_min_votes(len(args.inputs))
+    args.output.mkdir(parents=True, exist_ok=True)
+
+    failed, rows, n_objects = [], [], 0
+    for stem in stems:
+        try:
+            versions = _read_versions(stem, args.inputs, files)
+            merged = tta.merge_instances(versions, min_votes=min_votes,
+                                         iou_threshold=args.iou_threshold)
+            labelio.write_labels(args.output / f"{stem}.tif", merged.labels)
+        except InputError as error:
+            failed.append(stem)
+            print(f"nucleai merge: error: {stem}: {error}", file=sys.stderr)
+            continue
+        n_objects += merged.count
+        rows += [(stem, i + 1, int(votes), float(iou))
+                 for i, (votes, iou) in enumerate(zip(merged.votes, merged.mean_iou))]
+
+    print(
+        f"nucleai merge: {len(stems) - len(failed)} of {len(stems)} images, {n_objects} objects "
+        f"(kept when found in at least {min_votes} of {len(args.inputs)} folders, IoU >= "
+        f"{args.iou_threshold:g}) -> {args.output}"
+    )
+    if args.table is not None:
+        with open(args.table, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["image", "object", "votes", "mean_iou"])
+            writer.writerows(rows)
+    if failed:
+        print(f"nucleai merge: error: {len(failed)} images failed: {', '.join(failed[:10])}"
+              + (" ..." if len(failed) > 10 else ""), file=sys.stderr)
+        return 2
+    return 0

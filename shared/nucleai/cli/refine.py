@@ -1,0 +1,220 @@
+"""``nucleai refine``: refine label images with a U-Net and nucleAIzer's rules, or tune the rules.
+
+Refining (label TIFFs in, label TIFFs out)::
+
+    nucleai refine --objects DIR --input DIR --model NAME_OR_DIR --output DIR
+
+Every label image in ``--objects`` is paired by stem with its image in ``--input``; the refined
+objects are written to ``--output`` with the same stem (uint16 TIFF). The rules' parameters are
+the model folder's (``refine.json``, else the published ones); ``--p1`` ... ``--p6`` override
+them. ``--report FILE`` writes, per image, the count of objects per fate and for every output
+object the input ids it came from.
+
+Tuning (writes ``refine.json`` into the model folder)::
+
+    nucleai refine --tune --objects DIR [DIR ...] --input DIR --truth DIR --model NAME_OR_DIR
+
+The probability maps are predicted once; then differential evolution
+(:mod:`nucleai.refine.tune`) searches p1 ... p6 for the best mean DSB score of the refined
+objects against ``--truth`` over all (objects folder, image) pairs. Several ``--objects`` folders
+(e.g. the outputs of two detectors) tune one set of parameters that suits both.
+
+Rules as in ``nucleai segment``: argument and model problems stop the command before any image
+is read; a problem with one image (unreadable, sizes differ) is reported with the file name, the
+other images are processed, and the exit status is 2.
+"""
+import json
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def add_parser(subparsers):
+    from ..refine.params import DESCRIPTIONS, NAMES
+
+    parser = subparsers.add_parser(
+        "refine",
+        help="refine label images with a U-Net probability map and nucleAIzer's rules (or tune them)",
+        description="Refine the objects of every label image in --objects with the U-Net "
+        "--model and nucleAIzer's contour-refinement rules, writing label images to --output; "
+        "or, with --tune, tune the rules' parameters on annotated images and store them in the "
+        "model folder (refine.json).",
+    )
+    parser.add_argument("--objects", required=True, type=Path, nargs="+", metavar="DIR",
+                        help="folder of label images to refine (several only with --tune)")
+    parser.add_argument("--input", required=True, type=Path, metavar="DIR",
+                        help="folder of the images (same stems as the label images)")
+    parser.add_argument("--model", required=True, metavar="NAME_OR_DIR",
+                        help="bundled refinement model (e.g. fluo_refine) or model folder")
+    parser.add_argument("--output", type=Path, metavar="DIR", help="folder for the refined label images")
+    parser.add_argument("--report", type=Path, metavar="FILE",
+                        help="write per image the fates of the input objects and each output "
+                        "object's input ids (JSON)")
+    for name in NAMES:
+        parser.add_argument(f"--{name}", type=float, metavar="V",
+                            help=f"{DESCRIPTIONS[name]} (default: the model's)")
+    parser.add_argument("--tiles", default="auto", metavar="auto|YxX",
+                        help="predict the probability map in YxX tiles ('auto': tiles of at "
+                        "most 1024 pixels per side)")
+    parser.add_argument("--channel", type=int, metavar="C",
+                        help="for colour images and a one-channel model: the channel, from 0")
+    tuning = parser.add_argument_group("tuning")
+    tuning.add_argument("--tune", action="store_true",
+                        help="tune p1 ... p6 for the DSB score against --truth and write them to "
+                        "the model folder's refine.json")
+    tuning.add_argument("--truth", type=Path, metavar="DIR", help="ground-truth label images (same stems)")
+    tuning.add_argument("--maxiter", type=int, default=15, metavar="N", help="most generations (default 15)")
+    tuning.add_argument("--popsize", type=int, default=6, metavar="N",
+                        help="population = N x 6 parameter sets (default 6)")
+    tuning.add_argument("--minutes", type=float, metavar="M", help="wall-clock budget of the search")
+    tuning.add_argument("--workers", type=int, default=1, metavar="N", help="parallel processes (default 1)")
+    tuning.add_argument("--seed", type=int, default=0, help="random seed of the search (default 0)")
+    tuning.add_argument("--dry-run", action="store_true", help="with --tune: do not write refine.json")
+    return parser
+
+
+def _overrides(args):
+    from ..refine.params import NAMES, check_parameters
+
+    given = {name: getattr(args, name) for name in NAMES if getattr(args, name) is not None}
+    check_parameters(given, source="options --p1 ... --p6")
+    return given
+
+
+def _pairs(objects_dir, images):
+    """(stem, label path, image path) for the label images with an image; the unpaired stems."""
+    from .. import labelio
+
+    labels = labelio.files_by_stem(objects_dir)
+    if not labels:
+        raise InputError(f"no label images (.tif, .tiff, .png) in --objects {objects_dir}")
+    paired = [(stem, labels[stem], images[stem]) for stem in labels if stem in images]
+    return paired, sorted(set(labels) - set(images))
+
+
+def run(args):
+    from .. import labelio, predict
+    from ..refine import unet
+    from .segment import IMAGE_SUFFIXES
+
+    predict.parse_tiles(args.tiles)
+    overrides = _overrides(args)
+    if args.channel is not None and args.channel < 0:
+        raise InputError(f"--channel counts from 0, got {args.channel}")
+    images = labelio.files_by_stem(args.input, suffixes=IMAGE_SUFFIXES)
+    if not images:
+        raise InputError(f"no images ({' '.join(IMAGE_SUFFIXES)}) in --input {args.input}")
+    if args.tune:
+        if args.truth is None:
+            raise InputError("--tune needs --truth (the ground-truth label images)")
+        if args.output is not None or args.report is not None:
+            raise InputError("--tune writes the tuned parameters to the model folder; drop --output/--report")
+        if overrides:
+            raise InputError("--p1 ... --p6 cannot be combined with --tune (they are what is tuned)")
+        spec = unet.read_unet_spec(args.model)
+        return _tune(args, images, spec, overrides)
+    if len(args.objects) != 1:
+        raise InputError("refining takes one --objects folder (several only with --tune)")
+    if args.output is None:
+        raise InputError("--output is needed (the folder for the refined label images)")
+    if args.output.resolve() in (args.objects[0].resolve(), args.input.resolve()):
+        raise InputError("--output must differ from --objects and --input")
+    if args.report is not None and not args.report.parent.is_dir():
+        raise InputError(f"--report {args.report}: folder {args.report.parent} does not exist")
+    return _refine(args, images, overrides)
+
+
+def _refine(args, images, overrides):
+    from tqdm import tqdm
+
+    from .. import labelio
+    from ..refine import apply, unet
+    from .segment import read_image
+
+    paired, unpaired = _pairs(args.objects[0], images)
+    if not paired:
+        raise InputError(f"no label image in --objects {args.objects[0]} has an image of the same stem in --input {args.input}")
+    model = unet.load_unet(args.model)
+    args.output.mkdir(parents=True, exist_ok=True)
+    failed = [f"{stem} (no image)" for stem in unpaired]
+    for stem in unpaired:
+        print(f"nucleai refine: error: {args.objects[0] / stem}: no image of that stem in --input", file=sys.stderr)
+    report, totals = {}, {"input": 0, "output": 0}
+    progress = tqdm(paired, unit="image", desc="nucleai refine", disable=None, file=sys.stderr)
+    for stem, label_path, image_path in progress:
+        try:
+            labels = labelio.read_labels(label_path)
+            result = apply.refine_image(read_image(image_path), labels, model, params=overrides,
+                                        tiles=args.tiles, channel=args.channel)
+            labelio.write_labels(args.output / f"{stem}.tif", result.refinement.labels)
+        except InputError as error:
+            failed.append(stem)
+            progress.write(f"nucleai refine: error: {image_path}: {error}", file=sys.stderr)
+            continue
+        refinement = result.refinement
+        counts = refinement.counts()
+        totals["input"] += counts["input"]
+        totals["output"] += counts["output"]
+        report[stem] = {
+            "counts": counts,
+            "mean_boundary_shift": round(refinement.mean_boundary_shift, 4),
+            "sources": {str(i + 1): refinement.sources(i + 1).tolist() for i in range(refinement.count)},
+        }
+    progress.close()
+    params = {**model.spec.params, **overrides}
+    print(f"nucleai refine: {len(report)} of {len(paired) + len(unpaired)} images, {totals['input']} -> "
+          f"{totals['output']} objects (model {model.name}, "
+          + ", ".join(f"{k} {v:g}" for k, v in params.items()) + f") -> {args.output}")
+    if args.report is not None:
+        args.report.write_text(json.dumps({"model": str(model.spec.path), "params": params, "images": report}, indent=1))
+    if failed:
+        print(f"nucleai refine: error: {len(failed)} images failed: {', '.join(failed[:10])}"
+              + (" ..." if len(failed) > 10 else ""), file=sys.stderr)
+        return 2
+    return 0
+
+
+def _tune(args, images, spec, overrides):
+    from tqdm import tqdm
+
+    from .. import labelio
+    from ..refine import params as refine_params
+    from ..refine import tune, unet
+    from .segment import read_image
+
+    truths = labelio.files_by_stem(args.truth)
+    jobs = []
+    for folder in args.objects:
+        paired, unpaired = _pairs(folder, images)
+        missing = [stem for stem, _, _ in paired if stem not in truths]
+        if unpaired or missing:
+            raise InputError(f"--objects {folder}: {', '.join((unpaired + missing)[:5])} have no image "
+                             f"in --input or no ground truth in --truth (all must be paired for tuning)")
+        jobs += [(folder, stem, label_path, image_path) for stem, label_path, image_path in paired]
+    model = unet.load_unet(spec.path)
+    probs, names, labels, prob_list, truth_list = {}, [], [], [], []
+    for folder, stem, label_path, image_path in tqdm(jobs, desc="probability maps", unit="image",
+                                                     disable=None, file=sys.stderr):
+        if stem not in probs:
+            probs[stem] = unet.predict_probability(read_image(image_path), model, tiles=args.tiles,
+                                                   channel=args.channel)
+        names.append(f"{folder.name}/{stem}")
+        labels.append(labelio.read_labels(label_path))
+        prob_list.append(probs[stem])
+        truth_list.append(labelio.read_labels(truths[stem]))
+    cases = tune.make_cases(names, labels, prob_list, truth_list)
+    result = tune.tune_parameters(
+        cases, start=spec.params, maxiter=args.maxiter, popsize=args.popsize, minutes=args.minutes,
+        seed=args.seed, workers=args.workers, log=lambda message: print(f"nucleai refine --tune: {message}", file=sys.stderr),
+    )
+    print(f"nucleai refine --tune: {len(cases)} images ({len(args.objects)} object folders): mean DSB score "
+          f"unrefined {result.unrefined_score:.4f}, start ({spec.params_from}) {result.start_score:.4f}, "
+          f"tuned {result.score:.4f} after {result.evaluations} evaluations ({result.stopped})")
+    print("tuned: " + ", ".join(f"{k} {v:.4g}" for k, v in result.params.items()))
+    if not args.dry_run:
+        record = result.record(len(cases))
+        record["objects"] = [str(folder) for folder in args.objects]
+        path = refine_params.write_parameters(spec.path, result.params, record)
+        print(f"written to {path}")
+    return 0

@@ -1,0 +1,142 @@
+"""``nucleai train``: train a star-convex nucleus detector into a StarDist-layout model folder.
+
+Images in ``--images`` are paired with label images in ``--labels`` by file stem; every image
+needs its label image. Validation images come from ``--val-images``/``--val-labels`` or, by
+default, a random ``--val-fraction`` of the annotated images (seeded). Training runs epochs of
+``--steps`` minibatches with conventional augmentation, keeps the weights with the best
+validation loss, stops early when the validation loss no longer improves, or when the
+``--minutes`` budget is used up; running the same command again resumes. The thresholds are
+then tuned on the validation images for the mean DSB score, and MODEL.md records the data,
+settings, validation scores and this command. ``--base`` fine-tunes an existing model (its
+architecture, rays, grid and channels are kept). The input channels are ``--channels``, else
+the base (or resumed) model's, else 3 when any training image has colour, else 1.
+"""
+import shlex
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "train",
+        help="train (or fine-tune) a star-convex nucleus detector on annotated images",
+        description=__doc__.split("\n\n")[1],
+    )
+    parser.add_argument("--images", required=True, type=Path, metavar="DIR", help="folder of training images")
+    parser.add_argument("--labels", required=True, type=Path, metavar="DIR",
+                        help="folder of their label images (same stems)")
+    parser.add_argument("--out", required=True, type=Path, metavar="MODEL_DIR",
+                        help="model folder to write (resumed when it holds an unfinished run)")
+    parser.add_argument("--val-images", type=Path, metavar="DIR", help="folder of validation images")
+    parser.add_argument("--val-labels", type=Path, metavar="DIR", help="folder of their label images")
+    parser.add_argument("--val-fraction", type=float, default=0.15, metavar="F",
+                        help="without --val-images: share of the annotated images held out for "
+                        "validation (default 0.15)")
+    parser.add_argument("--base", metavar="NAME_OR_DIR", help="model to fine-tune (bundled name or folder)")
+    parser.add_argument("--channels", type=int, choices=(1, 3), help="input channels of the network")
+    parser.add_argument("--steps", type=int, default=100, metavar="N", help="minibatches per epoch (default 100)")
+    parser.add_argument("--epochs", type=int, default=100, metavar="N", help="maximum epochs (default 100)")
+    parser.add_argument("--minutes", type=float, metavar="M", help="wall-clock budget of this run")
+    parser.add_argument("--patch-size", type=int, nargs="+", default=[256], metavar="PX",
+                        help="training patch size, one value (square) or two (height width); "
+                        "a multiple of 16 for the default network (default 256)")
+    parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="patches per minibatch (default 4)")
+    parser.add_argument("--learning-rate", type=float, default=3e-4, metavar="LR", help="Adam learning rate (default 3e-4)")
+    parser.add_argument("--patience", type=int, default=25, metavar="N",
+                        help="stop after N epochs without a better validation loss (0: never; default 25)")
+    parser.add_argument("--invert-prob", type=float, default=0.0, metavar="P",
+                        help="probability of inverting a training patch's contrast (default 0; "
+                        "use e.g. 0.3 for a model meant for dark nuclei on bright backgrounds too)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (split, patches, augmentation, weights)")
+    return parser
+
+
+def _channels(args, train):
+    """The network's input channels: given, else the resumed or base model's, else from the data."""
+    import json
+
+    from .. import models
+    from ..train import loop
+    from ..train.data import is_colour
+
+    if args.channels is not None:
+        return args.channels
+    if (args.out / loop.STATE_FILE).is_file() and (args.out / models.CONFIG_FILE).is_file():
+        return int(json.loads((args.out / models.CONFIG_FILE).read_text())["n_channel_in"])
+    if args.base:
+        return models.read_model_spec(args.base).n_channel_in
+    return 3 if any(is_colour(sample.image) for sample in train) else 1
+
+
+def _command(args):
+    """The command line that reproduces this run, every option spelled out."""
+    parts = ["nucleai", "train"]
+    for option in ("images", "labels", "val_images", "val_labels", "out", "base", "channels"):
+        value = getattr(args, option)
+        if value is not None:
+            parts += [f"--{option.replace('_', '-')}", str(value)]
+    if args.val_images is None:
+        parts += ["--val-fraction", f"{args.val_fraction:g}"]
+    parts += ["--steps", str(args.steps), "--epochs", str(args.epochs)]
+    if args.minutes is not None:
+        parts += ["--minutes", f"{args.minutes:g}"]
+    parts += ["--patch-size", *[str(p) for p in args.patch_size], "--batch-size", str(args.batch_size),
+              "--learning-rate", f"{args.learning_rate:g}", "--patience", str(args.patience),
+              "--invert-prob", f"{args.invert_prob:g}", "--seed", str(args.seed)]
+    return " ".join(shlex.quote(part) for part in parts)
+
+
+def run(args):
+    from ..train import data, detector, loop
+    from ..train.augment import Augmenter
+    from .segment import IMAGE_SUFFIXES, read_image
+
+    if (args.val_images is None) != (args.val_labels is None):
+        raise InputError("give both --val-images and --val-labels, or neither (then --val-fraction is used)")
+    if len(args.patch_size) not in (1, 2):
+        raise InputError(f"--patch-size takes one or two values, got {len(args.patch_size)}")
+    patch_size = tuple(args.patch_size * 2 if len(args.patch_size) == 1 else args.patch_size)
+    if not 0 <= args.invert_prob <= 1:
+        raise InputError(f"--invert-prob must be between 0 and 1, got {args.invert_prob}")
+    settings = loop.TrainSettings(
+        patch_size=patch_size, batch_size=args.batch_size, steps_per_epoch=args.steps,
+        epochs=args.epochs, learning_rate=args.learning_rate, patience=args.patience,
+        minutes=args.minutes, seed=args.seed,
+    )
+    try:
+        settings.check()
+    except InputError as error:
+        raise InputError(f"{error} (see --patch-size, --batch-size, --steps, --epochs, --minutes, "
+                         "--learning-rate, --patience)") from None
+
+    samples = data.read_samples(args.images, args.labels, IMAGE_SUFFIXES, read_image)
+    description = [f"training images: {args.images.resolve()}, labels: {args.labels.resolve()}"]
+    if args.val_images is not None:
+        train = samples
+        val = data.read_samples(args.val_images, args.val_labels, IMAGE_SUFFIXES, read_image)
+        description.append(f"validation images: {args.val_images.resolve()}, labels: {args.val_labels.resolve()}")
+    else:
+        train, val = data.split_validation(samples, args.val_fraction, args.seed)
+        description.append(f"validation: {len(val)} of the {len(samples)} annotated images held out at random "
+                           f"(--val-fraction {args.val_fraction:g}, seed {args.seed}): "
+                           + ", ".join(s.name for s in val))
+    n_channels = _channels(args, train)
+    print(f"nucleai train: {len(train)} training and {len(val)} validation images, {n_channels} channel(s)",
+          flush=True)
+    result = detector.train_detector(
+        train, val, args.out, n_channels=n_channels, settings=settings, base=args.base,
+        augmenter=Augmenter(invert_prob=args.invert_prob), data_description=description,
+        command=_command(args),
+        progress=sys.stderr.isatty(), log=lambda message: print(message, flush=True),
+    )
+    training = result.training
+    why = {"epochs": "all epochs done", "early_stopping": "stopped early",
+           "time_budget": "time budget used up; run the same command again to continue"}[training.stopped]
+    print(f"{training.epochs_done} epochs ({why}); best epoch {training.best_epoch}, "
+          f"validation loss {training.best_val_loss:.4f}")
+    print(f"validation: mean DSB score {result.validation.dsb_score:.4f}, score at IoU 0.5 "
+          f"{result.validation.score[0]:.4f} (prob_thresh {result.prob_thresh:g}, nms_thresh {result.nms_thresh:g})")
+    print(f"model written to {result.out_dir} (see MODEL.md)")
+    return 0

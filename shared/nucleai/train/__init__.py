@@ -1,0 +1,14 @@
+"""Training networks for nucleus segmentation.
+
+Modules, one job each:
+
+``loop``        a generic Keras training loop on (image, labels) pairs: patches, augmentation,
+                extra (synthetic) pairs per minibatch, validation, early stopping, checkpoints,
+                resume, time budget, progress bar, loss curve
+``augment``     conventional augmentation functions and the :class:`~augment.Augmenter`
+``patches``     patch sampling that prefers patches with objects
+``data``        reading image/label folders, channel conversion, normalisation, splits
+``starconvex``  the StarDist-compatible star-convex network, its targets and losses
+``detector``    training a star-convex detector end to end into a model folder
+``card``        the model card (MODEL.md)
+"""
