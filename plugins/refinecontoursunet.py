@@ -88,6 +88,8 @@ from cellprofiler_core.setting.text import Directory, Float, ImageName, Integer
 
 from nucleai import models
 from nucleai.errors import InputError
+
+from _model_choice import MODEL_BUNDLED, MODEL_CUSTOM, ModelChoice
 from nucleai.refine import PUBLISHED, apply, params, unet
 
 CATEGORY = "RefineContoursUNet"
@@ -109,8 +111,6 @@ OBJECT_FEATURES = (
     ("MeanProbability", COLTYPE_FLOAT),
 )
 
-MODEL_BUNDLED = "Bundled model"
-MODEL_CUSTOM = "Custom model folder"
 DEFAULT_MODEL = "fluo_refine"
 
 TILES_AUTO = "Automatic"
@@ -121,7 +121,7 @@ def _bundled_choices(pipeline=None):
     return models.bundled_models(kind="unet") or [DEFAULT_MODEL]
 
 
-class RefineContoursUNet(ObjectProcessing):
+class RefineContoursUNet(ModelChoice, ObjectProcessing):
     module_name = "RefineContoursUNet"
     variable_revision_number = 1
 
@@ -318,19 +318,6 @@ later modules, e.g. to save it with **SaveImages**.""",
 
     # ----------------------------------------------------------------------------------------
     # model
-
-    def _model_setting(self):
-        return self.bundled_model if self.model_source == MODEL_BUNDLED else self.model_folder
-
-    def _model_location(self):
-        if self.model_source == MODEL_BUNDLED:
-            return models.bundled_model_dir(self.bundled_model.value)
-        if not self.model_folder.custom_path.strip():
-            raise InputError("no model folder chosen")
-        return self.model_folder.get_absolute_path()
-
-    def _model_error(self, error):
-        return InputError(f"{self.module_name}: setting '{self._model_setting().text}': {error}")
 
     def validate_module(self, pipeline):
         """Check the model folder (files and refine.json, no TensorFlow) before anything runs."""

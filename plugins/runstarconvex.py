@@ -65,13 +65,13 @@ from cellprofiler_core.setting.text import Directory, Float, ImageName, Integer
 from nucleai import models, predict
 from nucleai.errors import InputError
 
+from _model_choice import MODEL_BUNDLED, MODEL_CUSTOM, ModelChoice
+
 #: Category of this module's own measurements (``StarConvex_Probability``).
 C_STARCONVEX = "StarConvex"
 FTR_PROBABILITY = "Probability"
 M_PROBABILITY = f"{C_STARCONVEX}_{FTR_PROBABILITY}"
 
-MODEL_BUNDLED = "Bundled model"
-MODEL_CUSTOM = "Custom model folder"
 
 RESCALE_NONE = "No"
 RESCALE_GIVEN = "Yes, nucleus diameter given"
@@ -85,7 +85,7 @@ def _bundled_choices(pipeline=None):
     return models.bundled_models() or [models.DEFAULT_MODEL]
 
 
-class RunStarConvex(ImageSegmentation):
+class RunStarConvex(ModelChoice, ImageSegmentation):
     module_name = "RunStarConvex"
     variable_revision_number = 1
 
@@ -332,21 +332,6 @@ available to later modules, for example to save it with **SaveImages** or measur
 
     # ----------------------------------------------------------------------------------------
     # model
-
-    def _model_setting(self):
-        return self.bundled_model if self.model_source == MODEL_BUNDLED else self.model_folder
-
-    def _model_location(self):
-        if self.model_source == MODEL_BUNDLED:
-            return models.bundled_model_dir(self.bundled_model.value)
-        path = self.model_folder.get_absolute_path()
-        if not self.model_folder.custom_path.strip():
-            raise InputError("no model folder chosen")
-        return path
-
-    def _model_error(self, error):
-        setting = self._model_setting()
-        return InputError(f"{self.module_name}: setting '{setting.text}': {error}")
 
     def validate_module(self, pipeline):
         """Check the model folder (files only, no TensorFlow) before anything runs."""

@@ -81,6 +81,8 @@ from cellprofiler_core.setting.text import Directory, Float, ImageName, Integer
 from nucleai import models, predict, tta
 from nucleai.errors import InputError
 
+from _model_choice import MODEL_BUNDLED, MODEL_CUSTOM, ModelChoice
+
 #: Category of this module's own measurements.
 CATEGORY = "TTAMerge"
 FTR_VOTES = "Votes"
@@ -91,8 +93,6 @@ M_MEAN_IOU = f"{CATEGORY}_{FTR_MEAN_IOU}"
 MODE_TTA = "Segment with test-time augmentation"
 MODE_MERGE = "Merge object sets"
 
-MODEL_BUNDLED = "Bundled model"
-MODEL_CUSTOM = "Custom model folder"
 
 VOTES_HALF = "At least half of the versions"
 VOTES_MORE = "More than half of the versions"
@@ -104,7 +104,7 @@ def _bundled_choices(pipeline=None):
     return models.bundled_models() or [models.DEFAULT_MODEL]
 
 
-class TTAMerge(ImageSegmentation):
+class TTAMerge(ModelChoice, ImageSegmentation):
     module_name = "TTAMerge"
     variable_revision_number = 1
 
@@ -325,16 +325,6 @@ turned back first), available to later modules.""",
             )
         return self.min_votes.value
 
-    def _model_setting(self):
-        return self.bundled_model if self.model_source == MODEL_BUNDLED else self.model_folder
-
-    def _model_location(self):
-        if self.model_source == MODEL_BUNDLED:
-            return models.bundled_model_dir(self.bundled_model.value)
-        if not self.model_folder.custom_path.strip():
-            raise InputError("no model folder chosen")
-        return self.model_folder.get_absolute_path()
-
     def validate_module(self, pipeline):
         """Check the versions, the vote and (for TTA) the model folder before anything runs."""
         n_versions = self._n_versions()
@@ -415,9 +405,7 @@ turned back first), available to later modules.""",
         try:
             model = models.load_model(self._model_location())
         except InputError as error:
-            raise InputError(
-                f"{self.module_name}: setting '{self._model_setting().text}': {error}"
-            ) from error
+            raise self._model_error(error) from error
         pixels = x.pixel_data
         try:
             one_of_several = pixels.ndim == 3 and model.spec.n_channel_in == 1
