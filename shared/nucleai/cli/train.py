@@ -9,8 +9,18 @@ validation loss, stops early when the validation loss no longer improves, or whe
 then tuned on the validation images for the mean DSB score, and MODEL.md records the data,
 settings, validation scores and this command. ``--base`` fine-tunes an existing model (its
 architecture, rays, grid and channels are kept). The input channels are ``--channels``, else
-the base (or resumed) model's, else 3 when any training image has colour, else 1.
+the base (or resumed) model's, else 3 when any training image has colour, else 1; a grey base
+is widened to colour input with ``--channels 3``.
+
+With ``--unlabeled DIR`` (unannotated images of the target kind) and ``--style`` (the default
+when unannotated images are given), nucleAIzer's style augmentation runs first: the unannotated
+images are clustered by style, one mask-to-image generator is trained per style on annotated
+images of that style and on a first-pass segmentation (``--first-pass``, default ``--base``) of
+the unannotated ones, and ``--synthetic-per-style`` synthetic annotated images per style make
+up ``--synthetic-share`` of every minibatch. The generators, synthetic pairs and a PNG grid of
+real against synthetic samples per style are kept in the model folder under ``styles/``.
 """
+import argparse
 import shlex
 import sys
 from pathlib import Path
@@ -50,6 +60,24 @@ def add_parser(subparsers):
                         help="probability of inverting a training patch's contrast (default 0; "
                         "use e.g. 0.3 for a model meant for dark nuclei on bright backgrounds too)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (split, patches, augmentation, weights)")
+    style = parser.add_argument_group("style augmentation (nucleAIzer)")
+    style.add_argument("--unlabeled", type=Path, metavar="DIR",
+                       help="folder of unannotated images of the target kind (style input)")
+    style.add_argument("--style", action=argparse.BooleanOptionalAction, default=None,
+                       help="style augmentation (default: on when --unlabeled is given)")
+    style.add_argument("--first-pass", metavar="NAME_OR_DIR",
+                       help="model segmenting the unannotated images for their generators (default: --base)")
+    style.add_argument("--styles", type=int, metavar="K", help="number of style clusters (default: chosen)")
+    style.add_argument("--min-style-images", type=int, default=3, metavar="N",
+                       help="styles with fewer unannotated images are dropped (default 3)")
+    style.add_argument("--synthetic-per-style", type=int, default=20, metavar="N",
+                       help="synthetic annotated images per style (default 20)")
+    style.add_argument("--synthetic-share", type=float, default=0.3, metavar="F",
+                       help="mean share of synthetic images in each minibatch, 0.1-0.5 (default 0.3)")
+    style.add_argument("--generator-minutes", type=float, default=10.0, metavar="M",
+                       help="training budget of each style's generator (default 10)")
+    style.add_argument("--generator-size", type=int, default=256, metavar="PX",
+                       help="crop size the generators train on (default 256)")
     return parser
 
 
@@ -85,11 +113,47 @@ def _command(args):
     parts += ["--patch-size", *[str(p) for p in args.patch_size], "--batch-size", str(args.batch_size),
               "--learning-rate", f"{args.learning_rate:g}", "--patience", str(args.patience),
               "--invert-prob", f"{args.invert_prob:g}", "--seed", str(args.seed)]
+    if args.unlabeled is not None:
+        parts += ["--unlabeled", str(args.unlabeled)]
+    if _style_on(args):
+        if args.first_pass is not None:
+            parts += ["--first-pass", str(args.first_pass)]
+        if args.styles is not None:
+            parts += ["--styles", str(args.styles)]
+        parts += ["--min-style-images", str(args.min_style_images),
+                  "--synthetic-per-style", str(args.synthetic_per_style),
+                  "--synthetic-share", f"{args.synthetic_share:g}",
+                  "--generator-minutes", f"{args.generator_minutes:g}",
+                  "--generator-size", str(args.generator_size)]
+    elif args.unlabeled is not None:
+        parts.append("--no-style")
     return " ".join(shlex.quote(part) for part in parts)
 
 
+def _style_on(args):
+    """Style augmentation is on when asked, or by default when unannotated images are given."""
+    return args.style if args.style is not None else args.unlabeled is not None
+
+
+def _style_settings(args):
+    from ..train.pix2pix import GeneratorSettings, depth_for_size
+    from ..train.styletransfer import StyleSettings
+
+    settings = StyleSettings(
+        k=args.styles, min_cluster_size=args.min_style_images, pairs_per_style=args.synthetic_per_style,
+        share=args.synthetic_share, seed=args.seed,
+        generator=GeneratorSettings(size=args.generator_size, depth=depth_for_size(args.generator_size),
+                                    minutes=args.generator_minutes, seed=args.seed),
+    )
+    try:
+        return settings.check()
+    except InputError as error:
+        raise InputError(f"{error} (see --styles, --min-style-images, --synthetic-per-style, "
+                         "--synthetic-share, --generator-minutes, --generator-size)") from None
+
+
 def run(args):
-    from ..train import data, detector, loop
+    from ..train import data, loop, styletransfer
     from ..train.augment import Augmenter
     from .segment import IMAGE_SUFFIXES, read_image
 
@@ -122,15 +186,24 @@ def run(args):
         description.append(f"validation: {len(val)} of the {len(samples)} annotated images held out at random "
                            f"(--val-fraction {args.val_fraction:g}, seed {args.seed}): "
                            + ", ".join(s.name for s in val))
+    style = _style_settings(args) if _style_on(args) else None
+    if style is not None and args.unlabeled is None:
+        raise InputError("--style needs unannotated images of the target kind: give --unlabeled DIR")
+    unlabeled = data.read_images(args.unlabeled, IMAGE_SUFFIXES, read_image) if args.unlabeled is not None else []
+    if args.unlabeled is not None:
+        description.append(f"unannotated images: {args.unlabeled.resolve()} ({len(unlabeled)})")
     n_channels = _channels(args, train)
     print(f"nucleai train: {len(train)} training and {len(val)} validation images, {n_channels} channel(s)",
           flush=True)
-    result = detector.train_detector(
-        train, val, args.out, n_channels=n_channels, settings=settings, base=args.base,
-        augmenter=Augmenter(invert_prob=args.invert_prob), data_description=description,
-        command=_command(args),
+    styled = styletransfer.train_with_styles(
+        train, val, args.out, n_channels=n_channels, settings=settings, unlabeled=unlabeled, style=style,
+        first_pass=args.first_pass, base=args.base, augmenter=Augmenter(invert_prob=args.invert_prob),
+        data_description=description, command=_command(args),
         progress=sys.stderr.isatty(), log=lambda message: print(message, flush=True),
     )
+    result = styled.detector
+    if styled.styles is not None:
+        print("styles: " + "; ".join(styled.styles.describe()))
     training = result.training
     why = {"epochs": "all epochs done", "early_stopping": "stopped early",
            "time_budget": "time budget used up; run the same command again to continue"}[training.stopped]

@@ -11,4 +11,12 @@ Modules, one job each:
 ``starconvex``  the StarDist-compatible star-convex network, its targets and losses
 ``detector``    training a star-convex detector end to end into a model folder
 ``card``        the model card (MODEL.md)
+
+nucleAIzer's style-transfer augmentation:
+
+``style``            style features of images and their clustering into styles
+``pix2pix``          a conditional GAN rendering a nucleus mask as an image of one style
+``synthetic_masks``  synthetic label images following a style's measured objects
+``style_grid``       the PNG of real against synthetic samples per style
+``styletransfer``    the whole augmentation, and training a detector with it
 """

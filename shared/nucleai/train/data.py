@@ -17,7 +17,7 @@ from ..predict import PERCENTILES, normalize
 
 @dataclass(frozen=True)
 class Sample:
-    """One annotated image: its name (file stem), the image as read, its label image."""
+    """One image: its name (file stem), the image as read, its label image (None: unannotated)."""
 
     name: str
     image: np.ndarray
@@ -116,6 +116,20 @@ def read_samples(images_dir, labels_dir, image_suffixes, read_image):
                              f"({image.shape[:2]})")
         samples.append(Sample(stem, image, labels))
     return samples
+
+
+def read_images(images_dir, image_suffixes, read_image):
+    """Read every image of a folder as unannotated samples (``labels`` None), in stem order.
+
+    Raises
+    ------
+    InputError
+        When the folder holds no images.
+    """
+    images = files_by_stem(images_dir, suffixes=image_suffixes)
+    if not images:
+        raise InputError(f"no images ({' '.join(image_suffixes)}) in {images_dir}")
+    return [Sample(stem, read_image(path), None) for stem, path in images.items()]
 
 
 def split_validation(samples, fraction, seed):

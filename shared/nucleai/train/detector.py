@@ -87,7 +87,9 @@ def _network(out_dir, settings, network, n_channels, base, log):
     keras.utils.set_random_seed(settings.seed)  # reproducible initial weights
     if base is not None:
         spec = read_model_spec(base)
-        starconvex.check_compatible(spec.config, n_channel_in=n_channels, source=f"base model {spec.path}")
+        widen = spec.n_channel_in == 1 and n_channels == 3
+        if not widen:
+            starconvex.check_compatible(spec.config, n_channel_in=n_channels, source=f"base model {spec.path}")
         # keys an older stardist did not write take today's defaults, as stardist does
         config = {**starconvex.stardist_config(spec.n_rays, spec.grid, spec.n_channel_in), **spec.config}
         config.update(
@@ -100,7 +102,13 @@ def _network(out_dir, settings, network, n_channels, base, log):
             model.load_weights(str(spec.weights))
         except ValueError as error:
             raise InputError(f"{spec.weights}: does not load into the network of its config.json ({error})") from error
-        log(f"fine-tuning {spec.path} ({spec.weights.name})")
+        if widen:
+            config = {**config, "n_channel_in": 3, "net_input_shape": [None, None, 3]}
+            grey_model, model = model, starconvex.build_network(config)
+            starconvex.widen_to_colour(grey_model, model)
+            log(f"fine-tuning {spec.path} ({spec.weights.name}), widened from grey to colour input")
+        else:
+            log(f"fine-tuning {spec.path} ({spec.weights.name})")
         return config, model, spec.path
     config = starconvex.stardist_config(
         n_rays=network.n_rays, grid=network.grid, n_channel_in=n_channels,
@@ -132,7 +140,8 @@ def train_detector(train, val, out_dir, *, n_channels, settings=loop.TrainSettin
     network : NetworkSettings
         Architecture of a new network (ignored when fine-tuning or resuming).
     base : str or Path, optional
-        A model folder (stardist layout) or bundled model name to start from.
+        A model folder (stardist layout) or bundled model name to start from. A grey (1-channel)
+        base for a colour network is widened (:func:`.starconvex.widen_to_colour`).
     augmenter : callable, optional
         See :func:`nucleai.train.loop.fit`.
     extra : sequence of Sample, optional

@@ -255,6 +255,34 @@ def dist_loss(n_rays, background_reg=BACKGROUND_REG):
     return loss
 
 
+def widen_to_colour(grey_model, colour_model):
+    """Copy a one-channel network's weights into the same network taking three channels.
+
+    nucleAIzer feeds every image as RGB; a grey model becomes a colour one that computes
+    exactly the same on grey images repeated into three channels (the first convolution's
+    kernel is repeated over the channels and divided by 3), and a colour image starts as the
+    mean of its channels. Fine-tuning on colour images then learns to use the colours.
+
+    Parameters
+    ----------
+    grey_model, colour_model : keras.Model
+        Built by :func:`build_network` from configs that differ only in ``n_channel_in``
+        (1 and 3).
+    """
+    grey_weights = grey_model.get_weights()
+    colour_shapes = [w.shape for w in colour_model.get_weights()]
+    if len(grey_weights) != len(colour_shapes):
+        raise InputError("the grey and colour networks differ in more than their input channels")
+    widened = []
+    for weight, shape in zip(grey_weights, colour_shapes):
+        if weight.shape != shape:
+            if weight.ndim != 4 or weight.shape[2] != 1 or shape[:2] + shape[3:] != weight.shape[:2] + weight.shape[3:]:
+                raise InputError("the grey and colour networks differ in more than their input channels")
+            weight = np.repeat(weight, shape[2], axis=2) / shape[2]
+        widened.append(weight)
+    colour_model.set_weights(widened)
+
+
 def check_compatible(config, n_channel_in=None, n_rays=None, grid=None, source="the base model"):
     """InputError unless a base model's config matches the requested channels, rays and grid.
 
