@@ -72,7 +72,6 @@ References
 -  Isola P, Zhu J-Y, Zhou T, Efros AA (2017) "Image-to-image translation with conditional
    adversarial networks." CVPR 2017.
 """
-import json
 import logging
 import os
 import re
@@ -90,6 +89,7 @@ from cellprofiler_core.setting.text import Directory, Float, Integer, Text
 
 from nucleai import models
 from nucleai.errors import InputError
+from nucleai.train.detector import holds_foreign_model, input_channels
 
 from _model_choice import MODEL_BUNDLED, MODEL_CUSTOM
 
@@ -164,19 +164,6 @@ def _number(text):
         return float(text)
     except (TypeError, ValueError):
         return float("nan")
-
-
-def _foreign_model(folder):
-    """Whether ``folder`` holds a model (config.json and weights) not trained there by the
-    training loop (which leaves ``train_state.json``, so that a later run resumes it)."""
-    from nucleai.train import loop
-
-    folder = Path(folder)
-    return (
-        (folder / models.CONFIG_FILE).is_file()
-        and any(folder.glob("*.h5"))
-        and not (folder / loop.STATE_FILE).is_file()
-    )
 
 
 class StyleAugmentTrain(Module):
@@ -583,7 +570,7 @@ A grey model gets images with dark nuclei on a bright background inverted.""",
             folder = self.model_dir()
         except Exception:  # an unresolvable folder is reported when the run starts
             return
-        if _foreign_model(folder):
+        if holds_foreign_model(folder):
             raise ValidationError(
                 f"{folder} already holds a model this module did not train; choose a new model name",
                 self.model_name,
@@ -690,21 +677,11 @@ A grey model gets images with dark nuclei on a bright background inverted.""",
 
     def _channels(self, samples, base):
         """The network's input channels (see the setting's help)."""
-        from nucleai.train import loop
-        from nucleai.train.data import is_colour
-
         if self.channels == CHANNELS_GREY:
             return 1
         if self.channels == CHANNELS_COLOUR:
             return 3
-        folder = self.model_dir()
-        if (folder / loop.STATE_FILE).is_file() and (folder / models.CONFIG_FILE).is_file():
-            return int(json.loads((folder / models.CONFIG_FILE).read_text())["n_channel_in"])
-        if any(is_colour(sample.image) for sample in samples):
-            return 3
-        if base is not None:
-            return models.read_model_spec(base).n_channel_in
-        return 1
+        return input_channels(self.model_dir(), samples, base)
 
     def _train_settings(self):
         from nucleai.train.loop import TrainSettings
@@ -771,7 +748,7 @@ A grey model gets images with dark nuclei on a bright background inverted.""",
         from nucleai.train.data import split_validation
 
         folder = self.model_dir()
-        if _foreign_model(folder):
+        if holds_foreign_model(folder):
             raise self._error(
                 f"{folder} already holds a model this module did not train; choose a new model name",
                 self.model_name,

@@ -72,6 +72,7 @@ def main():
     parser.add_argument("--fluo", type=int, default=16, help="fluorescence training images in both arms")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--share", type=float, default=0.3)
     parser.add_argument("--generator-steps", type=int, default=1500)
     parser.add_argument("--generator-minutes", type=float, default=4.0, help="cap per style")
@@ -88,8 +89,8 @@ def main():
     fluo_rows = [r for r in rows if r["kind"] == "fluo" and r["split"] == "train"]
     chosen = np.random.default_rng(args.seed).choice(len(fluo_rows), size=args.fluo, replace=False)
     fluo = [annotated(args.data, fluo_rows[i]) for i in sorted(chosen)]
-    settings = TrainSettings(steps_per_epoch=args.steps, epochs=args.epochs, patience=0, lr_patience=0,
-                             seed=args.seed)
+    settings = TrainSettings(steps_per_epoch=args.steps, epochs=args.epochs, learning_rate=args.learning_rate,
+                             patience=0, lr_patience=0, seed=args.seed)
     augmenter = Augmenter(invert_prob=args.invert_prob)
     style = StyleSettings(min_cluster_size=args.min_style_images, share=args.share, seed=args.seed,
                           generator=GeneratorSettings(size=args.generator_size,

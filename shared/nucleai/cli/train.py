@@ -8,9 +8,9 @@ validation loss, stops early when the validation loss no longer improves, or whe
 ``--minutes`` budget is used up; running the same command again resumes. The thresholds are
 then tuned on the validation images for the mean DSB score, and MODEL.md records the data,
 settings, validation scores and this command. ``--base`` fine-tunes an existing model (its
-architecture, rays, grid and channels are kept). The input channels are ``--channels``, else
-the base (or resumed) model's, else 3 when any training image has colour, else 1; a grey base
-is widened to colour input with ``--channels 3``.
+architecture, rays, grid and channels are kept, except that a grey base is widened to colour
+input for a colour network). The input channels are ``--channels``, else the resumed model's,
+else 3 when any image has colour, else the base model's, else 1.
 
 With ``--unlabeled DIR`` (unannotated images of the target kind) and ``--style`` (the default
 when unannotated images are given), nucleAIzer's style augmentation runs first: the unannotated
@@ -81,23 +81,6 @@ def add_parser(subparsers):
     return parser
 
 
-def _channels(args, train):
-    """The network's input channels: given, else the resumed or base model's, else from the data."""
-    import json
-
-    from .. import models
-    from ..train import loop
-    from ..train.data import is_colour
-
-    if args.channels is not None:
-        return args.channels
-    if (args.out / loop.STATE_FILE).is_file() and (args.out / models.CONFIG_FILE).is_file():
-        return int(json.loads((args.out / models.CONFIG_FILE).read_text())["n_channel_in"])
-    if args.base:
-        return models.read_model_spec(args.base).n_channel_in
-    return 3 if any(is_colour(sample.image) for sample in train) else 1
-
-
 def _command(args):
     """The command line that reproduces this run, every option spelled out."""
     parts = ["nucleai", "train"]
@@ -153,7 +136,7 @@ def _style_settings(args):
 
 
 def run(args):
-    from ..train import data, loop, styletransfer
+    from ..train import data, detector, loop, styletransfer
     from ..train.augment import Augmenter
     from .segment import IMAGE_SUFFIXES, read_image
 
@@ -192,7 +175,7 @@ def run(args):
     unlabeled = data.read_images(args.unlabeled, IMAGE_SUFFIXES, read_image) if args.unlabeled is not None else []
     if args.unlabeled is not None:
         description.append(f"unannotated images: {args.unlabeled.resolve()} ({len(unlabeled)})")
-    n_channels = _channels(args, train)
+    n_channels = args.channels or detector.input_channels(args.out, train + unlabeled, args.base)
     print(f"nucleai train: {len(train)} training and {len(val)} validation images, {n_channels} channel(s)",
           flush=True)
     styled = styletransfer.train_with_styles(

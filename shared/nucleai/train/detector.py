@@ -70,6 +70,32 @@ class DetectorResult:
     object_diameter: float
 
 
+def holds_foreign_model(out_dir):
+    """Whether a folder holds a model (config.json and weights) that training did not start
+    there (training leaves ``train_state.json``, and a folder with one is resumed)."""
+    out_dir = Path(out_dir)
+    return ((out_dir / CONFIG_FILE).is_file() and any(out_dir.glob("*.h5"))
+            and not (out_dir / loop.STATE_FILE).is_file())
+
+
+def input_channels(out_dir, samples, base=None):
+    """The network's input channels when the user did not choose them.
+
+    A resumed model keeps its channels; otherwise 3 when any image has colour (nucleAIzer's
+    RGB input; a grey base is then widened), else the base model's, else 1.
+    """
+    from .data import is_colour
+
+    out_dir = Path(out_dir)
+    if (out_dir / loop.STATE_FILE).is_file() and (out_dir / CONFIG_FILE).is_file():
+        return int(json.loads((out_dir / CONFIG_FILE).read_text())["n_channel_in"])
+    if any(is_colour(sample.image) for sample in samples):
+        return 3
+    if base is not None:
+        return read_model_spec(base).n_channel_in
+    return 1
+
+
 def _network(out_dir, settings, network, n_channels, base, log):
     """The model config and Keras network: resumed, fine-tuned from ``base``, or new."""
     import keras
@@ -81,7 +107,7 @@ def _network(out_dir, settings, network, n_channels, base, log):
         metadata = out_dir / METADATA_FILE
         base_path = json.loads(metadata.read_text()).get(BASE_KEY) if metadata.is_file() else None
         return config, starconvex.build_network(config), base_path
-    if (out_dir / CONFIG_FILE).is_file() and any(out_dir.glob("*.h5")):
+    if holds_foreign_model(out_dir):
         raise InputError(f"{out_dir} already holds a model (config.json and weights) that was not "
                          "trained here; choose a new output folder")
     keras.utils.set_random_seed(settings.seed)  # reproducible initial weights
