@@ -17,6 +17,9 @@
   (loaded as objects), segments with both methods, scores each with EvaluateSegmentation and
   saves each method's labels as ``classical/<stem>.tiff`` and ``starconvex/<stem>.tiff`` so
   ``nucleai evaluate`` can score the same files.
+- ``histology_nuclei.cppipe``: the same pairing for colour (H&E-like) images in
+  ``example_pipelines/histology``: RunStarConvex with the bundled colour model ``histo_nuclei``,
+  scored by EvaluateSegmentation against the annotations.
 
 The classical IdentifyPrimaryObjects settings (diameter 12-80 px, smaller objects kept) were
 chosen on 40 DSB training images (DSB score 0.206 with 6-80 px and discarding -> 0.333).
@@ -30,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 MODEL = "fluo_nuclei"
 REFINE_MODEL = "fluo_refine"
+HISTO_MODEL = "histo_nuclei"
 
 
 def load_cellprofiler():
@@ -62,13 +66,13 @@ def identify_primary(image, objects):
     )
 
 
-def run_star_convex(image, objects):
+def run_star_convex(image, objects, model=MODEL):
     instance = module(
-        "RunStarConvex", x_name=image, y_name=objects, model_source="Bundled model", bundled_model=MODEL
+        "RunStarConvex", x_name=image, y_name=objects, model_source="Bundled model", bundled_model=model
     )
     instance.notes = [
         "Deep-learning nucleus segmentation (star-convex polygons, the StarDist method) with "
-        f"the bundled model '{MODEL}'."
+        f"the bundled model '{model}'."
     ]
     return instance
 
@@ -133,7 +137,7 @@ def single_image_input():
     return [images, module("Metadata"), names, module("Groups")]
 
 
-def image_and_truth_input():
+def image_and_truth_input(image="DNA", load_as="Grayscale image"):
     """Images and ground-truth label images paired by file stem (``<stem>.png``, ``<stem>.tif``)."""
     images = module("Images")
     images.filter.value = 'or (file does endwith ".png") (file does endwith ".tif")'
@@ -145,14 +149,14 @@ def image_and_truth_input():
     names = module("NamesAndTypes", assignment_method="Images matching rules", matching_choice="Metadata")
     image_rule = names.assignments[0]
     image_rule.rule_filter.value = 'and (file does endwith ".png")'
-    image_rule.image_name.value = "DNA"
-    image_rule.load_as_choice.value = "Grayscale image"
+    image_rule.image_name.value = image
+    image_rule.load_as_choice.value = load_as
     names.add_assignment()
     truth_rule = names.assignments[1]
     truth_rule.rule_filter.value = 'and (file does endwith ".tif")'
     truth_rule.object_name.value = "GroundTruth"
     truth_rule.load_as_choice.value = "Objects"
-    names.join.build([{"DNA": "Stem", "GroundTruth": "Stem"}])
+    names.join.build([{image: "Stem", "GroundTruth": "Stem"}])
     return [images, metadata, names, module("Groups")]
 
 
@@ -198,6 +202,13 @@ def evaluation():
     return modules + [export()]
 
 
+def histology():
+    modules = image_and_truth_input(image="HE", load_as="Color image")
+    modules.append(run_star_convex("HE", "Nuclei", model=HISTO_MODEL))
+    modules.append(module("EvaluateSegmentation", truth_objects="GroundTruth", predicted_objects="Nuclei"))
+    return modules + [export()]
+
+
 def write(modules, path):
     from cellprofiler_core.pipeline import Pipeline
 
@@ -217,6 +228,7 @@ def main():
     write(refined_star_convex(), HERE / "refine_nuclei.cppipe")
     write(tta_and_consensus(), HERE / "ttamerge_nuclei.cppipe")
     write(evaluation(), HERE / "evaluate_nuclei.cppipe")
+    write(histology(), HERE / "histology_nuclei.cppipe")
 
 
 if __name__ == "__main__":

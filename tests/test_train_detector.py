@@ -199,3 +199,14 @@ def test_cli_bad_input_names_the_file_or_option(trained, tmp_path, capsys):
                  "--patch-size", "60", "--steps", "1", "--epochs", "1"])
     assert code == 2
     assert "patch size (60, 60) must be a multiple of (16, 16)" in capsys.readouterr().err
+
+
+def test_card_says_when_validation_images_were_trained_on(trained):
+    from nucleai.train import card
+
+    folder, result = trained
+    config = json.loads((folder / "config.json").read_text())
+    common = dict(config=config, settings=tiny_settings(), augmenter=None, n_train=6, n_val=2)
+    assert "never trained on" in card.render_model_card(result, **common)
+    text = card.render_model_card(result, **common, n_val_trained_on=2)
+    assert "2 of the 2 validation images are also training images" in text and "never trained on" not in text

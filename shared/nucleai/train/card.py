@@ -30,7 +30,7 @@ def _settings_table(settings):
 
 
 def render_model_card(detector, *, config, settings, augmenter, n_train, n_val, n_extra=0,
-                      base=None, data_description=(), command=None):
+                      n_val_trained_on=0, base=None, data_description=(), command=None):
     """MODEL.md's text for a :class:`nucleai.train.detector.DetectorResult`.
 
     Parameters
@@ -43,6 +43,9 @@ def render_model_card(detector, *, config, settings, augmenter, n_train, n_val, 
         The augmentation (its fields are listed).
     n_train, n_val, n_extra : int
         Image counts.
+    n_val_trained_on : int
+        Validation images that are also training images (their scores are then not held out;
+        the card says so).
     base : Path, optional
         The model fine-tuned from.
     data_description : sequence of str
@@ -82,7 +85,9 @@ def render_model_card(detector, *, config, settings, augmenter, n_train, n_val, 
         f"- images converted to {config['n_channel_in']} channel(s) (grey repeated to RGB, RGB averaged "
         "to grey) and normalised to their (1, 99.8) percentiles, as at prediction",
         "- validation images are used only for the best epoch (validation loss), early stopping and "
-        "the thresholds; never trained on",
+        "the thresholds; never trained on" if not n_val_trained_on else
+        f"- {n_val_trained_on} of the {n_val} validation images are also training images: the validation "
+        "scores below are not held-out scores",
         "",
         "## Training settings",
         *_settings_table(settings),

@@ -251,6 +251,7 @@ def train_detector(train, val, out_dir, *, n_channels, settings=loop.TrainSettin
     card.write_model_card(
         out_dir / card.CARD_FILE, detector, config=config, settings=settings, augmenter=augmenter,
         n_train=len(train), n_val=len(val), n_extra=len(extra), base=base_path,
+        n_val_trained_on=len({s.name for s in val} & {s.name for s in train}),
         data_description=data_description or [], command=command,
     )
     return detector
