@@ -63,6 +63,16 @@ def score(model_dir, samples):
     return metrics.summarize(per_image), [e.dsb_score for e in per_image]
 
 
+def zero_shot(args, histo):
+    model = load_model("fluo_nuclei")
+    for k, held_out in enumerate(folds_of(histo, args.folds, args.seed)):
+        scores = []
+        for sample in (annotated(args.data, histo[i]) for i in held_out):
+            grey = 255.0 - np.asarray(sample.image, np.float32)[..., :3].mean(axis=2)
+            scores.append(metrics.evaluate_image(sample.labels, segment(grey, model).labels).dsb_score)
+        print(f"fold {k}: fluo_nuclei zero-shot (grey, inverted) held-out DSB {np.mean(scores):.4f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
@@ -80,6 +90,9 @@ def main():
     parser.add_argument("--min-style-images", type=int, default=3)
     parser.add_argument("--invert-prob", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--zero-shot", action="store_true",
+                        help="only score the grey fluo_nuclei on each fold's held-out images, "
+                        "converted to grey and inverted (the baseline without any histology training)")
     args = parser.parse_args()
 
     rows = read_index(args.data)
@@ -97,6 +110,9 @@ def main():
                                                       depth=depth_for_size(args.generator_size),
                                                       steps=args.generator_steps, minutes=args.generator_minutes,
                                                       seed=args.seed))
+    if args.zero_shot:
+        zero_shot(args, histo)
+        return
     results_file = args.out / "results.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     folds = folds_of(histo, args.folds, args.seed)
