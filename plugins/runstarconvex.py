@@ -18,7 +18,8 @@ Models
 A model is a folder in StarDist's own layout (``config.json``, ``thresholds.json``,
 ``weights_best.h5``), so any 2-D model trained with the ``stardist`` Python package works as is.
 The suite ships a model for fluorescence nuclei (*fluo_nuclei*, trained on the 2018 Data Science
-Bowl images; see ``models/fluo_nuclei/MODEL.md``). The model is loaded once per CellProfiler
+Bowl images; see ``models/fluo_nuclei/MODEL.md``) and a colour model for H&E-like histology
+(*histo_nuclei*; see ``models/histo_nuclei/MODEL.md``). The model is loaded once per CellProfiler
 process, not for every image set.
 
 |
