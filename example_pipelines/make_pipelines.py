@@ -13,10 +13,11 @@
   (``ClassicalNuclei``), then TTAMerge twice: the bundled model under test-time augmentation
   (``Nuclei``, which the downstream modules measure) and the consensus of the two upstream sets
   (``ConsensusNuclei``: objects both found).
-- ``evaluate_nuclei.cppipe``: pairs each ``<stem>.png`` with its ground-truth ``<stem>.tif``
-  (loaded as objects), segments with both methods, scores each with EvaluateSegmentation and
-  saves each method's labels as ``classical/<stem>.tiff`` and ``starconvex/<stem>.tiff`` so
-  ``nucleai evaluate`` can score the same files.
+- ``evaluate_nuclei.cppipe``: pairs each ``images/<stem>.png`` with its ground-truth
+  ``ground_truth/<stem>.tif`` (loaded as objects; run on the folder holding both, so the
+  histology set beside them is ignored), segments with both methods, scores each with
+  EvaluateSegmentation and saves each method's labels as ``classical/<stem>.tiff`` and
+  ``starconvex/<stem>.tiff`` so ``nucleai evaluate`` can score the same files.
 - ``histology_nuclei.cppipe``: the same pairing for colour (H&E-like) images in
   ``example_pipelines/histology``: RunStarConvex with the bundled colour model ``histo_nuclei``,
   scored by EvaluateSegmentation against the annotations.
@@ -137,8 +138,14 @@ def single_image_input():
     return [images, module("Metadata"), names, module("Groups")]
 
 
-def image_and_truth_input(image="DNA", load_as="Grayscale image"):
-    """Images and ground-truth label images paired by file stem (``<stem>.png``, ``<stem>.tif``)."""
+def image_and_truth_input(image="DNA", load_as="Grayscale image", folders=None):
+    """Images and ground-truth label images paired by file stem (``<stem>.png``, ``<stem>.tif``).
+
+    ``folders`` (image folder name, truth folder name) restricts each rule to files in a folder
+    of that name, so a pipeline run on a parent folder pairs only those two and ignores the
+    other example sets beside them.
+    """
+    image_folder, truth_folder = folders or (None, None)
     images = module("Images")
     images.filter.value = 'or (file does endwith ".png") (file does endwith ".tif")'
     metadata = module("Metadata", wants_metadata=True)
@@ -148,16 +155,24 @@ def image_and_truth_input(image="DNA", load_as="Grayscale image"):
     extraction.file_regexp.value = r"^(?P<Stem>[^.]+)\."
     names = module("NamesAndTypes", assignment_method="Images matching rules", matching_choice="Metadata")
     image_rule = names.assignments[0]
-    image_rule.rule_filter.value = 'and (file does endwith ".png")'
+    image_rule.rule_filter.value = rule(".png", image_folder)
     image_rule.image_name.value = image
     image_rule.load_as_choice.value = load_as
     names.add_assignment()
     truth_rule = names.assignments[1]
-    truth_rule.rule_filter.value = 'and (file does endwith ".tif")'
+    truth_rule.rule_filter.value = rule(".tif", truth_folder)
     truth_rule.object_name.value = "GroundTruth"
     truth_rule.load_as_choice.value = "Objects"
     names.join.build([{image: "Stem", "GroundTruth": "Stem"}])
     return [images, metadata, names, module("Groups")]
+
+
+def rule(extension, folder=None):
+    """A NamesAndTypes rule: files ending with ``extension``, in a folder named ``folder`` if given."""
+    clauses = [f'(file does endwith "{extension}")']
+    if folder:
+        clauses.append(f'(directory does endwith "{folder}")')
+    return "and " + " ".join(clauses)
 
 
 def downstream():
@@ -193,7 +208,7 @@ def tta_and_consensus():
 
 
 def evaluation():
-    modules = image_and_truth_input()
+    modules = image_and_truth_input(folders=("images", "ground_truth"))
     methods = (("classical", identify_primary, "ClassicalNuclei"), ("starconvex", run_star_convex, "StarConvexNuclei"))
     for subfolder, segment, objects in methods:
         modules.append(segment("DNA", objects))
