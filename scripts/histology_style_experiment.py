@@ -66,11 +66,13 @@ def score(model_dir, samples):
 def zero_shot(args, histo):
     model = load_model("fluo_nuclei")
     for k, held_out in enumerate(folds_of(histo, args.folds, args.seed)):
-        scores = []
+        per_image = []
         for sample in (annotated(args.data, histo[i]) for i in held_out):
             grey = 255.0 - np.asarray(sample.image, np.float32)[..., :3].mean(axis=2)
-            scores.append(metrics.evaluate_image(sample.labels, segment(grey, model).labels).dsb_score)
-        print(f"fold {k}: fluo_nuclei zero-shot (grey, inverted) held-out DSB {np.mean(scores):.4f}")
+            per_image.append(metrics.evaluate_image(sample.labels, segment(grey, model).labels))
+        summary = metrics.summarize(per_image)
+        print(f"fold {k}: fluo_nuclei zero-shot (grey, inverted) held-out DSB {summary.dsb_score:.4f}, "
+              f"score@0.5 {summary.score[0]:.4f}")
 
 
 def main():
