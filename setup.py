@@ -55,8 +55,11 @@ setup(
         "tifffile",
         "tqdm",
         "matplotlib",  # training's loss-curve PNG
+        "stardist",  # builds the network from a model folder's config.json
     ],
-    extras_require={"tensorflow": ["tensorflow-cpu"], "stardist": ["stardist"]},
+    # TensorFlow is required too, but as an extra so that a machine with a GPU build keeps it:
+    # ``pip install cellprofiler-nucleai[tensorflow]`` adds the CPU build.
+    extras_require={"tensorflow": ["tensorflow-cpu"]},
     entry_points={"console_scripts": ["nucleai = nucleai.cli:main"]},
     zip_safe=False,
 )

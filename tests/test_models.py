@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,13 @@ def test_a_config_stardist_cannot_build_is_reported(copy_of):
     _edit_config(folder, unet_n_depth=-1)
     with pytest.raises(InputError, match=r"config.json"):
         models.load_model(folder)
+
+
+def test_an_install_without_tensorflow_says_what_to_install(copy_of, monkeypatch):
+    # TensorFlow is an extra of the distribution; stardist's model module cannot import without it.
+    monkeypatch.setitem(sys.modules, "stardist.models", None)
+    with pytest.raises(InputError, match=r"needs TensorFlow and stardist.*pip install tensorflow-cpu"):
+        models.load_model(copy_of())
 
 
 def test_the_model_is_loaded_once_and_reloaded_when_its_files_change(copy_of):

@@ -361,6 +361,11 @@ class StarConvexModel:
                 self.stardist_model = StarDist2D(config, basedir=None)
         except InputError:
             raise
+        except ImportError as error:  # an install without TensorFlow (it is an extra)
+            raise InputError(
+                f"running a star-convex model needs TensorFlow and stardist ({error}); install "
+                "them, e.g. pip install tensorflow-cpu stardist"
+            ) from error
         except Exception as error:  # stardist/Keras reject the architecture
             raise InputError(
                 f"{spec.path / CONFIG_FILE}: stardist cannot build this network "
