@@ -61,6 +61,12 @@ def test_folder_has_stardists_layout_and_our_card(trained):
     assert f"| DSB score (mean over IoU 0.50 ... 0.95) | **{result.validation.dsb_score:.4f}** |" in card
     assert "    pytest" in card
     assert result.training.epochs_done == 2 and result.validation.n_images == 2
+    settings = tiny_settings()
+    config = json.loads((folder / "config.json").read_text())
+    assert config["train_patch_size"] == list(settings.patch_size)
+    assert config["train_learning_rate"] == settings.learning_rate
+    assert config["train_reduce_lr"] == {"factor": settings.lr_factor, "patience": settings.lr_patience,
+                                         "min_delta": 0}
 
 
 def test_folder_loads_in_stardist_and_predicts_the_same(trained):
@@ -174,6 +180,10 @@ def test_cli_fine_tunes_from_a_folder_and_writes_a_model(trained, tmp_path, caps
     assert "mean DSB score" in printed
     config = json.loads((out / "config.json").read_text())
     assert (config["n_rays"], config["unet_n_depth"], config["unet_n_filter_base"]) == (16, 2, 8)
+    # the fine-tuning run's settings replace the base's record of its own training
+    assert (config["train_learning_rate"], config["train_batch_size"], config["train_patch_size"]) == (
+        1e-12, 2, [64, 64])
+    assert config["train_reduce_lr"]["patience"] == loop.TrainSettings().lr_patience
     x = np.random.default_rng(0).random((64, 64, 1)).astype(np.float32)
     for a, b in zip(models.load_model(out).predict_maps(x), models.load_model(folder).predict_maps(x)):
         np.testing.assert_allclose(a, b, atol=1e-5)

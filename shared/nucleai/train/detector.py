@@ -118,11 +118,7 @@ def _network(out_dir, settings, network, n_channels, base, log):
             starconvex.check_compatible(spec.config, n_channel_in=n_channels, source=f"base model {spec.path}")
         # keys an older stardist did not write take today's defaults, as stardist does
         config = {**starconvex.stardist_config(spec.n_rays, spec.grid, spec.n_channel_in), **spec.config}
-        config.update(
-            train_patch_size=list(settings.patch_size), train_batch_size=settings.batch_size,
-            train_learning_rate=settings.learning_rate, train_epochs=settings.epochs,
-            train_steps_per_epoch=settings.steps_per_epoch, train_tensorboard=False,
-        )
+        config.update(starconvex.training_record(**_training_keywords(settings)))
         model = starconvex.build_network(config)
         try:
             model.load_weights(str(spec.weights))
@@ -139,11 +135,19 @@ def _network(out_dir, settings, network, n_channels, base, log):
     config = starconvex.stardist_config(
         n_rays=network.n_rays, grid=network.grid, n_channel_in=n_channels,
         unet_n_depth=network.unet_n_depth, unet_n_filter_base=network.unet_n_filter_base,
-        net_conv_after_unet=network.net_conv_after_unet, patch_size=settings.patch_size,
-        batch_size=settings.batch_size, learning_rate=settings.learning_rate, epochs=settings.epochs,
-        steps_per_epoch=settings.steps_per_epoch,
+        net_conv_after_unet=network.net_conv_after_unet, **_training_keywords(settings),
     )
     return config, starconvex.build_network(config), None
+
+
+def _training_keywords(settings):
+    """The settings a model's config records (:func:`nucleai.train.starconvex.training_record`)."""
+    return dict(
+        patch_size=settings.patch_size, batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate, epochs=settings.epochs,
+        steps_per_epoch=settings.steps_per_epoch, lr_factor=settings.lr_factor,
+        lr_patience=settings.lr_patience,
+    )
 
 
 def train_detector(train, val, out_dir, *, n_channels, settings=loop.TrainSettings(),

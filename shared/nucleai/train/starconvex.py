@@ -38,9 +38,24 @@ LOSS_WEIGHTS = (1.0, 0.2)
 BACKGROUND_REG = 1e-4
 
 
+def training_record(patch_size=(256, 256), batch_size=4, learning_rate=3e-4, epochs=400,
+                    steps_per_epoch=100, lr_factor=0.5, lr_patience=40):
+    """The ``train_*`` entries of a stardist config that record how a model was trained.
+
+    stardist reads them only to train; we write them so a config says how its weights were made
+    (defaults: stardist's). ``lr_factor`` and ``lr_patience`` are the learning-rate schedule
+    (``train_reduce_lr``).
+    """
+    return {
+        "train_patch_size": [int(s) for s in patch_size], "train_batch_size": int(batch_size),
+        "train_learning_rate": float(learning_rate), "train_epochs": int(epochs),
+        "train_steps_per_epoch": int(steps_per_epoch), "train_tensorboard": False,
+        "train_reduce_lr": {"factor": float(lr_factor), "patience": int(lr_patience), "min_delta": 0},
+    }
+
+
 def stardist_config(n_rays=32, grid=(2, 2), n_channel_in=1, unet_n_depth=3, unet_n_filter_base=32,
-                    net_conv_after_unet=128, patch_size=(256, 256), batch_size=4, learning_rate=3e-4,
-                    epochs=400, steps_per_epoch=100):
+                    net_conv_after_unet=128, **training):
     """A ``config.json`` dictionary in the format of stardist 0.9's ``Config2D``.
 
     Every key stardist writes is present, with stardist's defaults for the ones not given, so
@@ -54,8 +69,8 @@ def stardist_config(n_rays=32, grid=(2, 2), n_channel_in=1, unet_n_depth=3, unet
     n_channel_in : int
     unet_n_depth, unet_n_filter_base, net_conv_after_unet : int
         Network size (stardist's defaults: 3, 32, 128).
-    patch_size, batch_size, learning_rate, epochs, steps_per_epoch
-        Recorded as ``train_*``.
+    **training
+        Keywords of :func:`training_record`, recorded as ``train_*``.
 
     Returns
     -------
@@ -80,13 +95,10 @@ def stardist_config(n_rays=32, grid=(2, 2), n_channel_in=1, unet_n_depth=3, unet
         "net_conv_after_unet": int(net_conv_after_unet),
         "net_input_shape": [None, None, int(n_channel_in)], "net_mask_shape": [None, None, 1],
         "train_shape_completion": False, "train_completion_crop": 32,
-        "train_patch_size": [int(s) for s in patch_size], "train_background_reg": BACKGROUND_REG,
+        "train_background_reg": BACKGROUND_REG,
         "train_foreground_only": 0.9, "train_sample_cache": True, "train_dist_loss": "mae",
         "train_loss_weights": list(LOSS_WEIGHTS), "train_class_weights": [1, 1],
-        "train_epochs": int(epochs), "train_steps_per_epoch": int(steps_per_epoch),
-        "train_learning_rate": float(learning_rate), "train_batch_size": int(batch_size),
-        "train_n_val_patches": None, "train_tensorboard": False,
-        "train_reduce_lr": {"factor": 0.5, "patience": 40, "min_delta": 0}, "use_gpu": False,
+        "train_n_val_patches": None, **training_record(**training), "use_gpu": False,
     }
 
 
