@@ -28,10 +28,11 @@ The merge (:func:`merge_instances`), given N label images of the same image ("ve
     3. Object vote: a group is kept when its votes reach ``min_votes``. The default
        (:func:`default_min_votes`) is *at least half*, ``ceil(N / 2)``: a majority for an odd N
        (2 of 3), and for an even N a tie counts as kept (3 of 6, 4 of 8, 1 of 2). Why ties are
-       kept: the TTA versions come from one network and err together, and the bundled model's errors
-       are mostly misses (version 1 of fluo_nuclei, with which the figures here were measured:
-       precision 0.94, recall 0.87 at IoU 0.5 on the DSB validation images), so an object half of the versions find is more often a nucleus than an
-       artefact. On 60 DSB training images, six transforms scored DSB 0.581 with ties kept,
+       kept: the TTA versions come from one network and err together, and the bundled model's
+       errors are mostly misses (version 1 of fluo_nuclei, with which the figures here were
+       measured: precision 0.94, recall 0.87 at IoU 0.5 on the DSB validation images), so an
+       object half of the versions find is more often a nucleus than an artefact. On 60 DSB
+       training images, six transforms scored DSB 0.581 with ties kept,
        0.580 with ties kept only when the untransformed image found the object, and 0.578 with
        a strict majority (4 of 6); the validation images rank them the same way (0.621,
        0.618, 0.613). With two object sets from different methods the default keeps every
