@@ -62,7 +62,7 @@ def run_stardist(model_path, paths, output):
     from stardist.models import StarDist2D
 
     from nucleai import labelio, predict
-    from nucleai.cli.segment import read_image
+    from nucleai.labelio import read_image
 
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
@@ -131,7 +131,7 @@ def main():
     args = parser.parse_args()
 
     from nucleai import labelio, metrics, models
-    from nucleai.cli.segment import IMAGE_SUFFIXES
+    from nucleai.labelio import IMAGE_SUFFIXES
 
     model_path = models.resolve_model(args.model)
     paths = list(labelio.files_by_stem(args.images, suffixes=IMAGE_SUFFIXES).values())

@@ -40,7 +40,7 @@ PREDICTION_STAGES = ("transform", "normalize", "network", "candidates", "nms", "
 def mosaic(paths, size):
     """The images tiled row by row (cycling through them) into a size x size image."""
     from nucleai import predict
-    from nucleai.cli.segment import read_image
+    from nucleai.labelio import read_image
 
     tiles = []
     for path in paths:
@@ -75,7 +75,7 @@ def main():
     args = parser.parse_args()
 
     from nucleai import labelio, models, predict, tta
-    from nucleai.cli.segment import IMAGE_SUFFIXES
+    from nucleai.labelio import IMAGE_SUFFIXES
 
     transforms = tta.check_transforms(args.transforms)
     paths = list(labelio.files_by_stem(args.images, suffixes=IMAGE_SUFFIXES).values())

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from nucleai import metrics, models, thresholds
-from nucleai.cli.segment import IMAGE_SUFFIXES, read_image
+from nucleai.labelio import IMAGE_SUFFIXES, read_image
 from nucleai.labelio import LABEL_SUFFIXES, files_by_stem, read_labels
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import tifffile
 
 from nucleai import metrics
-from nucleai.cli.segment import read_image
+from nucleai.labelio import read_image
 from nucleai.models import load_model
 from nucleai.predict import segment
 from nucleai.train.augment import Augmenter

@@ -11,6 +11,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 venv="${NUCLEAI_VENV:-.venv}"
 python="${PYTHON:-python3}"
+# Extra `python -m venv` options: the GUI environment (scripts/install_gui_env.sh) passes
+# --system-site-packages so the venv sees Debian's wxPython.
+read -r -a venv_options <<<"${NUCLEAI_VENV_OPTIONS:-}"
 stamp="$venv/.nucleai-installed"
 
 if ! JAVA_HOME="$(bash scripts/find_java_home.sh)"; then
@@ -33,7 +36,7 @@ if [ -f "$stamp" ] && [ "$stamp" -nt constraints.txt ] && [ "$stamp" -nt setup.p
     exit 0
 fi
 
-[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+[ -x "$venv/bin/python" ] || "$python" -m venv "${venv_options[@]}" "$venv"
 pip=("$venv/bin/python" -m pip install --disable-pip-version-check -c constraints.txt)
 
 "${pip[@]}" "numpy<2" "cython<3" setuptools wheel

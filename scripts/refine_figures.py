@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from nucleai import labelio
-from nucleai.cli.segment import IMAGE_SUFFIXES, read_image
+from nucleai.labelio import IMAGE_SUFFIXES, read_image
 from nucleai.refine import PUBLISHED, tune, unet
 
 

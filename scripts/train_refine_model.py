@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from nucleai import labelio
-from nucleai.cli.segment import read_image
+from nucleai.labelio import read_image
 from nucleai.refine import training, unet
 from nucleai.train.data import Sample
 

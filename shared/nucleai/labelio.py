@@ -1,4 +1,4 @@
-"""Reading and writing label images, and pairing files across folders by stem.
+"""Reading images, reading and writing label images, and pairing files across folders by stem.
 
 The command line works on folders: ``nucleai segment`` writes one label TIFF per input image with
 the input's stem, and ``nucleai evaluate`` pairs predictions with ground truth by stem. These
@@ -28,6 +28,8 @@ from .errors import InputError
 #: File suffixes read as label images (compared case-insensitively).
 LABEL_SUFFIXES = (".tif", ".tiff", ".png")
 TIFF_SUFFIXES = (".tif", ".tiff")
+#: File suffixes read as images (compared case-insensitively).
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
 
 def files_by_stem(directory, suffixes=LABEL_SUFFIXES):
@@ -168,3 +170,22 @@ def write_labels(path, labels):
         compression="zlib",
         metadata={"axes": "YX" if labels.ndim == 2 else "ZYX"},
     )
+
+
+def read_image(path):
+    """An image file as an array: TIFF with tifffile, other formats with scikit-image.
+
+    A TIFF stored channels-first (C, H, W with at most 4 channels) is turned channels-last.
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            image = tifffile.imread(path)
+        else:
+            image = skimage.io.imread(path)
+    except Exception as error:  # any decoder failure is the file's problem
+        raise InputError(f"cannot read the image ({type(error).__name__}: {error})") from error
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[0] < image.shape[-1] and image.shape[0] <= 4 and image.shape[-1] > 4:
+        image = np.moveaxis(image, 0, -1)  # channels-first TIFF (C, H, W)
+    return image

@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
+from .runtime import quiet_tensorflow
 
 #: Environment variable naming the folder of bundled models (overrides ``<repo>/models``).
 MODELS_DIR_ENV = "NUCLEAI_MODELS_DIR"
@@ -349,7 +350,7 @@ class StarConvexModel:
 
     def __init__(self, spec):
         self.spec = spec
-        _quiet_tensorflow()
+        quiet_tensorflow()
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 from stardist.models import Config2D, StarDist2D
@@ -429,11 +430,6 @@ class StarConvexModel:
                 field_ = self.stardist_model._compute_receptive_field()
             self._tile_overlap = tuple(int(max(side)) for side in field_)
         return self._tile_overlap
-
-
-def _quiet_tensorflow():
-    """Keep TensorFlow's C++ start-up chatter off the user's console (unless they chose)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 _cache = {}

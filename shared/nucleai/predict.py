@@ -44,14 +44,13 @@ Object size
     ``object_diameter="auto"`` estimates it from a first pass at scale 1 (nucleAIzer's rule:
     median equivalent diameter of the objects found).
 """
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.ndimage as ndi
 
 from .errors import InputError
+from .timing import timed
 
 #: Default normalisation percentiles (stardist's examples, the nucleAIzer papers).
 PERCENTILES = (1.0, 99.8)
@@ -65,16 +64,6 @@ MIN_DIST = 1e-3
 MAX_SCALED_PIXELS = 2**28
 #: Estimated diameters are trusted from this many objects on (else scale 1 is kept).
 MIN_OBJECTS_FOR_DIAMETER = 3
-
-
-@contextmanager
-def _timed(timings, key):
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        if timings is not None:
-            timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,9 +355,9 @@ def predict_candidates(model, x, image_shape, prob_thresh, n_tiles=(1, 1), b=BOR
         layout = tile_layout(x.shape[:2], n_tiles, model.spec.div_by, model.tile_overlap)
     flat, scores, dists = [], [], []
     for window, core in layout:
-        with _timed(timings, "network"):
+        with timed(timings, "network"):
             prob, dist = model.predict_maps(x[window])
-        with _timed(timings, "candidates"):
+        with timed(timings, "candidates"):
             # the core's cells inside the tile's output, and their global grid position
             offset = [0 if w.start is None else w.start // g for w, g in zip(window, grid)]
             start = [c.start // g for c, g in zip(core, grid)]
@@ -388,7 +377,7 @@ def predict_candidates(model, x, image_shape, prob_thresh, n_tiles=(1, 1), b=BOR
                 flat.append(gy.astype(np.int64) * padded_grid_shape[1] + gx)
                 scores.append(prob_core[iy, ix])
                 dists.append(dist[local][iy, ix])
-    with _timed(timings, "candidates"):
+    with timed(timings, "candidates"):
         n_rays = model.spec.n_rays
         if flat:
             flat = np.concatenate(flat)
@@ -577,7 +566,7 @@ def segment(image, model, *, prob_thresh=None, nms_thresh=None, percentiles=PERC
             raise InputError(f"{name} must be between 0 and 1, got {value!r}")
     tiles = parse_tiles(tiles)
 
-    with _timed(timings, "normalize"):
+    with timed(timings, "normalize"):
         x = select_channels(image, spec.n_channel_in, channel)
         shape = x.shape[:2]
         if mask is not None:
@@ -626,7 +615,7 @@ def segment(image, model, *, prob_thresh=None, nms_thresh=None, percentiles=PERC
             scale = model_diameter / object_diameter
     scale = check_scale(1.0 if scale is None else scale, shape)
 
-    with _timed(timings, "normalize"):
+    with timed(timings, "normalize"):
         x = normalize(x, *percentiles, mask=mask)
         x = rescale(x, scale)
         scaled = x.shape[:2]
@@ -643,9 +632,9 @@ def segment(image, model, *, prob_thresh=None, nms_thresh=None, percentiles=PERC
         model, x, scaled, prob_thresh, n_tiles=n_tiles,
         mask=None if mask is None else inside_mask, timings=timings,
     )
-    with _timed(timings, "nms"):
+    with timed(timings, "nms"):
         points, scores, dist = suppress(candidates, nms_thresh)
-    with _timed(timings, "render"):
+    with timed(timings, "render"):
         if scale != 1:
             points = points / np.float32(scale)
             dist = dist / np.float32(scale)

@@ -79,6 +79,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .errors import InputError
+from .timing import timed
 
 #: All 8 transforms, in the order the CLI and the CellProfiler module list them.
 TRANSFORMS = (
@@ -577,7 +578,7 @@ def segment_tta(image, model, transforms=PAPER_TRANSFORMS, *, min_votes=None,
         For unknown transforms, a mask of another shape than the image, and everything
         :func:`nucleai.predict.segment` and :func:`merge_instances` refuse.
     """
-    from .predict import _timed, segment
+    from .predict import segment
 
     transforms = check_transforms(transforms)
     image = np.asarray(image)
@@ -589,19 +590,19 @@ def segment_tta(image, model, transforms=PAPER_TRANSFORMS, *, min_votes=None,
             options = {key: value for key, value in options.items()
                        if key not in ("object_diameter", "model_diameter")}
             options["scale"] = first.scale
-        with _timed(timings, "transform"):
+        with timed(timings, "transform"):
             x = transform(image, name)
             x_mask = None if mask is None else transform(mask, name)
         result = segment(x, model, mask=x_mask, return_prob_map=return_prob_map,
                          timings=timings, **options)
-        with _timed(timings, "transform"):
+        with timed(timings, "transform"):
             versions.append(invert(result.labels, name))
             if return_prob_map:
                 maps.append(invert(result.prob_map, name))
         counts.append(result.count)
         if first is None:
             first = result
-    with _timed(timings, "merge"):
+    with timed(timings, "merge"):
         merged = merge_instances(versions, min_votes=min_votes, iou_threshold=iou_threshold)
         prob_map, foreground = merge_probability_maps(maps) if return_prob_map else (None, None)
     return TTASegmentation(

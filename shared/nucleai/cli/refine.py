@@ -96,7 +96,7 @@ def _pairs(objects_dir, images):
 def run(args):
     from .. import labelio, predict
     from ..refine import unet
-    from .segment import IMAGE_SUFFIXES
+    from ..labelio import IMAGE_SUFFIXES
 
     predict.parse_tiles(args.tiles)
     overrides = _overrides(args)
@@ -130,7 +130,7 @@ def _refine(args, images, overrides):
 
     from .. import labelio
     from ..refine import apply, unet
-    from .segment import read_image
+    from ..labelio import read_image
 
     paired, unpaired = _pairs(args.objects[0], images)
     if not paired:
@@ -181,7 +181,7 @@ def _tune(args, images, spec, overrides):
     from .. import labelio
     from ..refine import params as refine_params
     from ..refine import tune, unet
-    from .segment import read_image
+    from ..labelio import read_image
 
     truths = labelio.files_by_stem(args.truth)
     jobs = []

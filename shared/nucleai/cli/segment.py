@@ -23,9 +23,8 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
-
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
-
+from ..labelio import IMAGE_SUFFIXES, read_image
+from ..timing import timed
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
@@ -99,30 +98,6 @@ def add_parser(subparsers):
     return parser
 
 
-def read_image(path):
-    """An image file as an array: TIFF with tifffile, other formats with scikit-image.
-
-    A TIFF stored channels-first (C, H, W with at most 4 channels) is turned channels-last.
-    """
-    import numpy as np
-
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            image = tifffile.imread(path)
-        else:
-            import skimage.io
-
-            image = skimage.io.imread(path)
-    except Exception as error:  # any decoder failure is the file's problem
-        raise InputError(f"cannot read the image ({type(error).__name__}: {error})") from error
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[0] < image.shape[-1] and image.shape[0] <= 4 and image.shape[-1] > 4:
-        image = np.moveaxis(image, 0, -1)  # channels-first TIFF (C, H, W)
-    return image
-
-
 def _tta_transforms(args):
     """The transforms of --tta (None without it), checked before any image is read."""
     from .. import tta
@@ -187,7 +162,7 @@ def run(args):
         timings = {}
         begin = time.perf_counter()
         try:
-            with predict._timed(timings, "read"):
+            with timed(timings, "read"):
                 image = read_image(path)
             options = dict(prob_thresh=args.prob_thresh, nms_thresh=args.nms_thresh,
                            scale=args.scale, tiles=tiles, channel=args.channel, timings=timings)
@@ -201,7 +176,7 @@ def run(args):
                 refined = refine_image(image, labels, refiner, tiles=tiles, channel=args.channel,
                                        timings=timings).refinement
                 labels, count = refined.labels, refined.count
-            with predict._timed(timings, "write"):
+            with timed(timings, "write"):
                 labelio.write_labels(args.output / f"{stem}.tif", labels)
         except InputError as error:
             failed.append(stem)

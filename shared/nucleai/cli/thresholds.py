@@ -29,7 +29,7 @@ def add_parser(subparsers):
 
 def run(args):
     from .. import labelio, models, thresholds
-    from .segment import IMAGE_SUFFIXES, read_image
+    from ..labelio import IMAGE_SUFFIXES, read_image
 
     images = labelio.files_by_stem(args.images, suffixes=IMAGE_SUFFIXES)
     truths = labelio.files_by_stem(args.labels)

@@ -138,7 +138,7 @@ def _style_settings(args):
 def run(args):
     from ..train import data, detector, loop, styletransfer
     from ..train.augment import Augmenter
-    from .segment import IMAGE_SUFFIXES, read_image
+    from ..labelio import IMAGE_SUFFIXES, read_image
 
     if (args.val_images is None) != (args.val_labels is None):
         raise InputError("give both --val-images and --val-labels, or neither (then --val-fraction is used)")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..predict import _timed
+from ..timing import timed
 from .params import check_parameters
 from .rules import refine
 from .unet import predict_probability
@@ -57,6 +57,6 @@ def refine_image(image, labels, model, *, params=None, tiles="auto", channel=Non
     params = check_parameters({**model.spec.params, **(params or {})})
     prob = predict_probability(image, model, tiles=tiles, channel=channel, percentiles=percentiles,
                                timings=timings)
-    with _timed(timings, "refine"):
+    with timed(timings, "refine"):
         refinement = refine(labels, prob, params)
     return RefinedImage(refinement=refinement, prob=prob)

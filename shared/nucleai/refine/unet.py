@@ -32,7 +32,6 @@ Tiling
 import contextlib
 import io
 import json
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,10 +39,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..runtime import quiet_tensorflow
 from ..models import CONFIG_FILE, WEIGHTS_FILES, resolve_model
 from ..predict import (
-    PERCENTILES, _timed, auto_tiles, normalize, pad_to_multiple, parse_tiles, select_channels, tile_layout,
+    PERCENTILES, auto_tiles, normalize, pad_to_multiple, parse_tiles, select_channels, tile_layout,
 )
+from ..timing import timed
 from .params import read_parameters
 
 KIND = "unet"
@@ -204,7 +205,7 @@ class UNetModel:
     """A loaded refinement U-Net: its spec and one compiled forward pass."""
 
     def __init__(self, spec):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        quiet_tensorflow()
         import tensorflow as tf
 
         self.spec = spec
@@ -286,7 +287,7 @@ def predict_classes(image, model, *, tiles="auto", channel=None, percentiles=Non
     """
     config = model.spec.config
     percentiles = config.get("percentiles", PERCENTILES) if percentiles is None else percentiles
-    with _timed(timings, "normalize"):
+    with timed(timings, "normalize"):
         x = select_channels(image, int(config["n_channel_in"]), channel)
         shape = x.shape[:2]
         x = pad_to_multiple(normalize(x, *percentiles), (div_by(config),) * 2)
@@ -295,7 +296,7 @@ def predict_classes(image, model, *, tiles="auto", channel=None, percentiles=Non
     overlap = receptive_radius(config)
     layout = tile_layout(x.shape[:2], n_tiles, (step, step), (overlap, overlap))
     out = np.empty(x.shape[:2] + (len(CLASSES),), np.float32)
-    with _timed(timings, "network"):
+    with timed(timings, "network"):
         for window, core in layout:
             predicted = model.predict_classes(x[window])
             local = tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(core, window))

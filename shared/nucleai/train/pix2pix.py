@@ -85,6 +85,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..runtime import quiet_tensorflow
 
 KIND = "pix2pix"
 WEIGHTS_FILE = "generator.h5"
@@ -440,7 +441,7 @@ def train_generator(label_images, images, *, n_channels, settings=GeneratorSetti
         Settings out of range, unequal counts, an image and label image of different sizes, a
         channel count other than 1, 3 or 4, label images that are not integers, no object.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow()
     import keras
     from tqdm import tqdm
 
@@ -521,7 +522,7 @@ def load_generator(folder):
         Naming the folder: missing, no or unreadable ``generator.json`` or ``generator.h5``, or
         weights that do not fit the network the JSON describes.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow()
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"generator folder {folder} does not exist")
