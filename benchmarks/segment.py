@@ -133,7 +133,7 @@ def main():
     from nucleai import labelio, metrics, models
     from nucleai.labelio import IMAGE_SUFFIXES
 
-    model_path = models.resolve_model(args.model)
+    model_path = models.locate(args.model)
     paths = list(labelio.files_by_stem(args.images, suffixes=IMAGE_SUFFIXES).values())
     if args.limit:
         paths = paths[: args.limit]

@@ -82,16 +82,16 @@ def main():
     if not paths:
         raise SystemExit(f"no images in {args.images}")
     image = mosaic(paths, args.size)
-    model = models.load_model(args.model)
+    model = models.load(args.model)
     busy = BUSY_MARKER.exists() or os.getloadavg()[0] > os.cpu_count() / 2
 
-    tta.segment_tta(image, model, transforms)  # warm-up: graph tracing for this shape
+    tta.segment_tta(image, model, tta.TTAOptions(transforms))  # warm-up: graph tracing for this shape
     predict.segment(image, model)
     runs = []
     for _ in range(args.repeat):
         timings = {}
         start = time.perf_counter()
-        result = tta.segment_tta(image, model, transforms, timings=timings)
+        result = tta.segment_tta(image, model, tta.TTAOptions(transforms), timings=timings)
         total = time.perf_counter() - start
         start = time.perf_counter()
         plain = predict.segment(image, model)

@@ -230,6 +230,9 @@ def write(modules, path):
     pipeline = Pipeline()
     for number, instance in enumerate(modules, 1):
         instance.set_module_num(number)
+        # The eye is on, so a GUI user sees every module's figure in test mode and when analysing
+        # (headless runs ignore it).
+        instance.show_window = True
         pipeline.add_module(instance)
     with open(path, "w") as handle:
         pipeline.dump(handle, save_image_plane_details=False)

@@ -3,7 +3,8 @@
 RunStarConvex, TTAMerge and RefineContoursUNet each let the user pick a bundled model by name or
 a model folder of their own, with three settings named ``model_source``, ``bundled_model`` and
 ``model_folder`` (texts and help differ per module, so each module creates them). This mixin
-turns those settings into a model folder and a setting-naming error, once for all three.
+turns those settings into a model folder, its checked spec and the loaded model (all through
+:mod:`nucleai.models`, which caches the network), and a setting-naming error, once for all three.
 CellProfiler does not load files starting with ``_`` from the plugins folder as modules, but the
 folder is on ``sys.path`` while the modules are imported, so they can import this one.
 """
@@ -17,6 +18,10 @@ MODEL_CUSTOM = "Custom model folder"
 class ModelChoice:
     """Mixin for modules with ``model_source``, ``bundled_model`` and ``model_folder`` settings."""
 
+    #: The kind of model the module runs (:data:`nucleai.models.KINDS`); a bundled choice that
+    #: does not exist is reported with the bundled models of this kind.
+    MODEL_KIND = "starconvex"
+
     def _model_setting(self):
         """The setting that names the model: the bundled choice or the folder."""
         return self.bundled_model if self.model_source == MODEL_BUNDLED else self.model_folder
@@ -24,10 +29,18 @@ class ModelChoice:
     def _model_location(self):
         """The chosen model folder (not yet checked)."""
         if self.model_source == MODEL_BUNDLED:
-            return models.bundled_model_dir(self.bundled_model.value)
+            return models.bundled_model_dir(self.bundled_model.value, self.MODEL_KIND)
         if not self.model_folder.custom_path.strip():
             raise InputError("no model folder chosen")
         return self.model_folder.get_absolute_path()
+
+    def _model_spec(self):
+        """The chosen model's checked spec (no TensorFlow), for validate_module."""
+        return models.read_spec(self._model_location(), self.MODEL_KIND)
+
+    def _load_model(self):
+        """The chosen model, built once per process (:func:`nucleai.models.load`)."""
+        return models.load(self._model_location(), self.MODEL_KIND)
 
     def _model_error(self, error):
         """``error`` as an InputError naming this module and the model setting."""

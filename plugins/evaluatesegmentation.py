@@ -62,7 +62,7 @@ import logging
 import os
 
 import numpy
-from cellprofiler_core.constants.measurement import COLTYPE_FLOAT, COLTYPE_INTEGER
+from cellprofiler_core.constants.measurement import COLTYPE_FLOAT, COLTYPE_INTEGER, IMAGE
 from cellprofiler_core.module import Module
 from cellprofiler_core.preferences import (
     ABSOLUTE_FOLDER_NAME,
@@ -76,7 +76,10 @@ from cellprofiler_core.setting.subscriber import LabelSubscriber
 from cellprofiler_core.setting.text import Directory, Float, Text
 
 from nucleai.errors import InputError
-from nucleai.metrics import DSB_THRESHOLDS, evaluate_image
+from nucleai.metrics import EvaluateOptions, evaluate_image
+
+from _batch_paths import BatchPathsMixin
+from _options import options_from_settings, typed_number, validate_before_run
 
 LOGGER = logging.getLogger(__name__)
 CATEGORY = "Evaluation"
@@ -102,80 +105,54 @@ def threshold_tag(threshold):
     return f"IoU{round(threshold * 100):03d}"
 
 
-class EvaluateSegmentation(Module):
+def typed_numbers(text):
+    """Comma-separated numbers as typed; a piece that is no number stays text, so the options
+    check reports it."""
+    values = []
+    for piece in filter(None, (piece.strip() for piece in text.split(","))):
+        try:
+            values.append(float(piece))
+        except ValueError:
+            values.append(piece)
+    return values
+
+
+class EvaluateSegmentation(BatchPathsMixin, Module):
     module_name = "EvaluateSegmentation"
     category = "Measurement"
     variable_revision_number = 1
 
     def create_settings(self):
-        self.truth_objects = LabelSubscriber(
-            "Select the ground-truth objects",
-            "None",
-            doc="""\
+        self.truth_objects = LabelSubscriber("Select the ground-truth objects", "None", doc="""\
 The reference segmentation, usually loaded from annotated label images with **NamesAndTypes**
-(image type "Objects").""",
-        )
-        self.predicted_objects = LabelSubscriber(
-            "Select the objects to evaluate",
-            "None",
-            doc="""\
+(image type "Objects").""")
+        self.predicted_objects = LabelSubscriber("Select the objects to evaluate", "None", doc="""\
 The segmentation to score, for example the output of **RunStarConvex** or
-**IdentifyPrimaryObjects**. It must come from an image of the same size as the ground truth.""",
-        )
-        self.report_thresholds = Text(
-            "IoU thresholds for precision, recall and F1",
-            "0.5, 0.75",
-            doc="""\
+**IdentifyPrimaryObjects**. It must come from an image of the same size as the ground truth.""")
+        self.report_thresholds = Text("IoU thresholds for precision, recall and F1", "0.5, 0.75", doc="""\
 Comma-separated IoU thresholds, each one of 0.50, 0.55, ..., 0.95, at which precision, recall,
-F1 and the TP/FP/FN counts are measured. The DSB score at all ten thresholds is always measured.""",
-        )
-        self.match_threshold = Float(
-            "IoU threshold for per-object matching",
-            0.5,
-            minval=0.05,
-            maxval=0.95,
-            doc="""\
-An object counts as *Matched* when its partner's IoU exceeds this value. The mean matched IoU is
-taken over these pairs. At 0.5 or above, each object has at most one partner.""",
-        )
-        self.wants_summary = Binary(
-            "Write a summary at the end of the run?",
-            True,
-            doc="""\
+F1 and the TP/FP/FN counts are measured. The DSB score at all ten thresholds is always measured.""")
+        self.match_threshold = Float("IoU threshold for per-object matching", 0.5, doc="""\
+An object counts as *Matched* when its partner's IoU exceeds this value (from 0 up to, not
+including, 1). The mean matched IoU is taken over these pairs. At 0.5 or above, each object has
+at most one partner.""")
+        self.wants_summary = Binary("Write a summary at the end of the run?", True, doc="""\
 Select "Yes" to write the means over all images of every image measurement to a CSV file, and
-to the log, once the run is complete.""",
-        )
+to the log, once the run is complete.""")
         self.summary_directory = Directory(
             "Summary file location",
-            dir_choices=[
-                DEFAULT_OUTPUT_FOLDER_NAME,
-                DEFAULT_OUTPUT_SUBFOLDER_NAME,
-                ABSOLUTE_FOLDER_NAME,
-                DEFAULT_INPUT_FOLDER_NAME,
-                DEFAULT_INPUT_SUBFOLDER_NAME,
-            ],
-            doc="""\
-Where to write ``EvaluateSegmentation_<ground truth>_<prediction>.csv``.""",
+            dir_choices=[DEFAULT_OUTPUT_FOLDER_NAME, DEFAULT_OUTPUT_SUBFOLDER_NAME, ABSOLUTE_FOLDER_NAME,
+                         DEFAULT_INPUT_FOLDER_NAME, DEFAULT_INPUT_SUBFOLDER_NAME],
+            doc="""Where to write ``EvaluateSegmentation_<ground truth>_<prediction>.csv``.""",
         )
 
     def settings(self):
-        return [
-            self.truth_objects,
-            self.predicted_objects,
-            self.report_thresholds,
-            self.match_threshold,
-            self.wants_summary,
-            self.summary_directory,
-        ]
+        return [self.truth_objects, self.predicted_objects, self.report_thresholds, self.match_threshold,
+                self.wants_summary, self.summary_directory]
 
     def visible_settings(self):
-        visible = [
-            self.truth_objects,
-            self.predicted_objects,
-            self.report_thresholds,
-            self.match_threshold,
-            self.wants_summary,
-        ]
+        visible = [self.truth_objects, self.predicted_objects, self.report_thresholds, self.match_threshold,
+                   self.wants_summary]
         if self.wants_summary:
             visible.append(self.summary_directory)
         return visible
@@ -183,35 +160,36 @@ Where to write ``EvaluateSegmentation_<ground truth>_<prediction>.csv``.""",
     def upgrade_settings(self, setting_values, variable_revision_number, module_name):
         return setting_values, variable_revision_number
 
+    def evaluate_options(self):
+        """The backend's EvaluateOptions of the settings (the DSB thresholds scored, the reported
+        ones and the matching threshold as typed); ValidationError names the setting at fault."""
+        def build():
+            return EvaluateOptions(report_thresholds=typed_numbers(self.report_thresholds.value),
+                                   match_threshold=typed_number(self.match_threshold))
+
+        setting_for_field = {"report_thresholds": self.report_thresholds, "match_threshold": self.match_threshold}
+        return options_from_settings(build, setting_for_field, self.report_thresholds)
+
     def validate_module(self, pipeline):
-        self.parse_report_thresholds()
+        self.evaluate_options()
         if self.truth_objects.value == self.predicted_objects.value:
             raise ValidationError(
                 "The ground truth and the objects to evaluate are the same object set",
                 self.predicted_objects,
             )
 
-    def parse_report_thresholds(self):
-        """The chosen thresholds as floats from the DSB grid; ValidationError names the setting."""
-        allowed = {round(t, 2) for t in DSB_THRESHOLDS}
-        try:
-            values = [round(float(text), 2) for text in self.report_thresholds.value.split(",") if text.strip()]
-        except ValueError:
-            values = None
-        if not values or any(value not in allowed for value in values):
-            raise ValidationError(
-                "Enter comma-separated IoU thresholds from 0.50, 0.55, ..., 0.95",
-                self.report_thresholds,
-            )
-        return sorted(set(values))
+    def prepare_run(self, workspace):
+        """Validate here too: a headless run calls no validate_module, and must not start."""
+        return validate_before_run(self, workspace.pipeline)
 
     def measurement_name(self, feature):
         return "_".join((CATEGORY, feature, self.truth_objects.value, self.predicted_objects.value))
 
     def image_features(self):
-        features = [f"Score{threshold_tag(t)}" for t in DSB_THRESHOLDS]
+        options = self.evaluate_options()
+        features = [f"Score{threshold_tag(t)}" for t in options.thresholds]
         features += ["DSBScore", "MeanPrecision", "MeanRecall", "MeanF1", "MeanMatchedIoU"]
-        for threshold in self.parse_report_thresholds():
+        for threshold in options.report_thresholds:
             features += [name + threshold_tag(threshold) for name, _ in PER_THRESHOLD_RESULTS]
         return features + list(COUNT_FEATURES)
 
@@ -228,22 +206,21 @@ Where to write ``EvaluateSegmentation_<ground truth>_<prediction>.csv``.""",
         return self.truth_objects.value
 
     def run(self, workspace):
+        options = self.evaluate_options()
         truth = workspace.object_set.get_objects(self.truth_objects.value)
         predicted = workspace.object_set.get_objects(self.predicted_objects.value)
         if truth.shape != predicted.shape:
-            raise ValueError(
+            raise InputError(
                 f"{self.module_name}: '{self.truth_objects.value}' ({truth.shape}) and "
                 f"'{self.predicted_objects.value}' ({predicted.shape}) come from images of "
                 "different sizes; choose objects segmented on the same image"
             )
         try:
-            evaluation = evaluate_image(
-                truth.segmented, predicted.segmented, match_threshold=self.match_threshold.value
-            )
+            evaluation = evaluate_image(truth.segmented, predicted.segmented, options)
         except InputError as error:
-            raise ValueError(f"{self.module_name}: {error}") from error
+            raise InputError(f"{self.module_name}: {error}") from error
 
-        self.add_image_measurements(workspace.measurements, evaluation)
+        self.add_image_measurements(workspace.measurements, evaluation, options)
         self.add_object_measurements(
             workspace.measurements, self.truth_objects.value, truth.count,
             evaluation.truth_ids, evaluation.truth_best_iou, evaluation.truth_matched, "Split", evaluation.truth_split,
@@ -254,6 +231,7 @@ Where to write ``EvaluateSegmentation_<ground truth>_<prediction>.csv``.""",
         )
 
         if self.show_window:
+            match = f"at IoU {evaluation.match_threshold:.2f}"
             workspace.display_data.truth = truth.segmented
             workspace.display_data.predicted = predicted.segmented
             workspace.display_data.missed_ids = evaluation.truth_ids[~evaluation.truth_matched]
@@ -262,13 +240,13 @@ Where to write ``EvaluateSegmentation_<ground truth>_<prediction>.csv``.""",
                 ("DSB score", f"{evaluation.dsb_score:.3f}"),
                 ("Ground-truth objects", str(evaluation.n_truth)),
                 ("Predicted objects", str(evaluation.n_pred)),
-                (f"Misses at IoU {self.match_threshold.value:.2f}", str(int((~evaluation.truth_matched).sum()))),
-                (f"False positives at IoU {self.match_threshold.value:.2f}", str(int((~evaluation.pred_matched).sum()))),
+                (f"Misses {match}", str(int((~evaluation.truth_matched).sum()))),
+                (f"False positives {match}", str(int((~evaluation.pred_matched).sum()))),
                 ("Mean matched IoU", f"{evaluation.mean_matched_iou:.3f}"),
                 ("Splits / merges", f"{evaluation.n_splits} / {evaluation.n_merges}"),
             ]
 
-    def add_image_measurements(self, measurements, evaluation):
+    def add_image_measurements(self, measurements, evaluation, options):
         values = {f"Score{threshold_tag(t)}": s for t, s in zip(evaluation.thresholds, evaluation.score)}
         values.update(
             DSBScore=evaluation.dsb_score,
@@ -281,9 +259,8 @@ Where to write ``EvaluateSegmentation_<ground truth>_<prediction>.csv``.""",
             GroundTruthCount=evaluation.n_truth,
             PredictedCount=evaluation.n_pred,
         )
-        rounded = numpy.round(evaluation.thresholds, 2)
-        for threshold in self.parse_report_thresholds():
-            index = int(numpy.flatnonzero(rounded == threshold)[0])
+        for threshold in options.report_thresholds:
+            index = options.thresholds.index(threshold)
             for name, field in PER_THRESHOLD_RESULTS:
                 values[name + threshold_tag(threshold)] = getattr(evaluation, field)[index]
         for feature, value in values.items():
@@ -305,7 +282,7 @@ Where to write ``EvaluateSegmentation_<ground truth>_<prediction>.csv``.""",
         rows = []
         for feature in self.image_features():
             values = numpy.asarray(
-                measurements.get_all_measurements("Image", self.measurement_name(feature)), dtype=float
+                measurements.get_all_measurements(IMAGE, self.measurement_name(feature)), dtype=float
             )
             total = int(numpy.nansum(values)) if is_count(feature) else ""
             mean = numpy.nanmean(values) if numpy.isfinite(values).any() else numpy.nan
@@ -330,20 +307,18 @@ Where to write ``EvaluateSegmentation_<ground truth>_<prediction>.csv``.""",
         """Prediction and ground truth outlines; misses and false positives filled in red."""
         data = workspace.display_data
         figure.set_subplots((3, 1))
-        truth_view = outline_overlay(data.truth, data.missed_ids)
-        predicted_view = outline_overlay(data.predicted, data.false_positive_ids)
         figure.subplot_imshow_color(
-            0, 0, truth_view, title=f"{self.truth_objects.value}: misses in red"
+            0, 0, flagged_outlines(data.truth, data.missed_ids), title=f"{self.truth_objects.value}: misses in red"
         )
         figure.subplot_imshow_color(
-            1, 0, predicted_view, title=f"{self.predicted_objects.value}: false positives in red",
-            sharexy=figure.subplot(0, 0),
+            1, 0, flagged_outlines(data.predicted, data.false_positive_ids),
+            title=f"{self.predicted_objects.value}: false positives in red", sharexy=figure.subplot(0, 0),
         )
         figure.subplot_table(2, 0, data.statistics, col_labels=("Measurement", "Value"))
 
     def get_measurement_columns(self, pipeline):
         columns = [
-            ("Image", self.measurement_name(feature), COLTYPE_INTEGER if is_count(feature) else COLTYPE_FLOAT)
+            (IMAGE, self.measurement_name(feature), COLTYPE_INTEGER if is_count(feature) else COLTYPE_FLOAT)
             for feature in self.image_features()
         ]
         for object_name in (self.truth_objects.value, self.predicted_objects.value):
@@ -355,24 +330,24 @@ Where to write ``EvaluateSegmentation_<ground truth>_<prediction>.csv``.""",
         return columns
 
     def get_categories(self, pipeline, object_name):
-        if object_name == "Image" or self.object_features(object_name):
+        if object_name == IMAGE or self.object_features(object_name):
             return [CATEGORY]
         return []
 
     def get_measurements(self, pipeline, object_name, category):
         if category != CATEGORY:
             return []
-        if object_name == "Image":
+        if object_name == IMAGE:
             return self.image_features()
         return self.object_features(object_name)
 
     def get_measurement_objects(self, pipeline, object_name, category, measurement):
-        if object_name != "Image" and measurement in self.get_measurements(pipeline, object_name, category):
+        if object_name != IMAGE and measurement in self.get_measurements(pipeline, object_name, category):
             return [self.other_object_set(object_name)]
         return []
 
     def get_measurement_scales(self, pipeline, object_name, category, measurement, image_name):
-        if object_name == "Image" and measurement in self.get_measurements(pipeline, object_name, category):
+        if object_name == IMAGE and measurement in self.get_measurements(pipeline, object_name, category):
             return ["_".join((self.truth_objects.value, self.predicted_objects.value))]
         return []
 
@@ -380,13 +355,13 @@ Where to write ``EvaluateSegmentation_<ground truth>_<prediction>.csv``.""",
         return True
 
 
-def outline_overlay(labels, flagged_ids):
-    """RGB view of a label image: object outlines in white, flagged objects filled in red."""
-    from skimage.segmentation import find_boundaries
+def flagged_outlines(labels, flagged_ids):
+    """RGB view of a label image: flagged objects filled in red, every object outlined in white
+    by skimage's ``mark_boundaries``, as CellProfiler's OverlayOutlines draws outlines (a 3-D
+    stack is shown as its maximum projection)."""
+    from skimage.segmentation import mark_boundaries
 
     labels = labels if labels.ndim == 2 else labels.max(axis=0)
     rgb = numpy.zeros(labels.shape + (3,), dtype=float)
-    flagged = numpy.isin(labels, flagged_ids) & (labels > 0)
-    rgb[flagged] = (0.8, 0.1, 0.1)
-    rgb[find_boundaries(labels, mode="inner")] = 1.0
-    return rgb
+    rgb[numpy.isin(labels, flagged_ids) & (labels > 0)] = (0.8, 0.1, 0.1)
+    return mark_boundaries(rgb, labels, color=(1, 1, 1), mode="inner")

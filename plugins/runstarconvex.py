@@ -27,8 +27,13 @@ process, not for every image set.
 ============ ============ ===============
 Supports 2D? Supports 3D? Respects masks?
 ============ ============ ===============
-YES          NO           YES (mask image setting)
+YES          NO           YES
 ============ ============ ===============
+
+Masks: an object must have its centre inside the input image's own mask (set by **MaskImage**
+or **Crop**, as **IdentifyPrimaryObjects** respects it) and is cut at the mask's edge; the
+normalization percentiles are computed inside it. A mask image chosen with *Restrict objects to
+a mask?* is combined with the image's own mask (both must include a pixel).
 
 Measurements made by this module
 ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
@@ -56,23 +61,24 @@ from cellprofiler_core.constants.measurement import COLTYPE_FLOAT
 from cellprofiler_core.image import Image
 from cellprofiler_core.module.image_segmentation import ImageSegmentation
 from cellprofiler_core.object import Objects
-from cellprofiler_core.preferences import ABSOLUTE_FOLDER_NAME
 from cellprofiler_core.setting import Binary, ValidationError
 from cellprofiler_core.setting.choice import Choice
 from cellprofiler_core.setting.range import FloatRange
 from cellprofiler_core.setting.subscriber import ImageSubscriber
-from cellprofiler_core.setting.text import Directory, Float, ImageName, Integer
+from cellprofiler_core.setting.text import Float, Integer
 
 from nucleai import models, predict
 from nucleai.errors import InputError
 
-from _model_choice import MODEL_BUNDLED, MODEL_CUSTOM, ModelChoice
+from _batch_paths import BatchPathsMixin
+from _detector_settings import DetectorSettings
+from _model_choice import MODEL_BUNDLED, MODEL_CUSTOM  # noqa: F401 (the module's setting values)
+from _options import typed_number
 
 #: Category of this module's own measurements (``StarConvex_Probability``).
 C_STARCONVEX = "StarConvex"
 FTR_PROBABILITY = "Probability"
 M_PROBABILITY = f"{C_STARCONVEX}_{FTR_PROBABILITY}"
-
 
 RESCALE_NONE = "No"
 RESCALE_GIVEN = "Yes, nucleus diameter given"
@@ -82,11 +88,15 @@ TILES_AUTO = "Automatic"
 TILES_FIXED = "Fixed number of tiles"
 
 
-def _bundled_choices(pipeline=None):
-    return models.bundled_models() or [models.DEFAULT_MODEL]
+def _number_or_text(text):
+    """One bound of a range setting as typed (the setting's ``min``/``max`` clip it to range)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
-class RunStarConvex(ModelChoice, ImageSegmentation):
+class RunStarConvex(BatchPathsMixin, DetectorSettings, ImageSegmentation):
     module_name = "RunStarConvex"
     variable_revision_number = 1
 
@@ -97,94 +107,16 @@ Select the image to segment, typically a nuclear stain (DNA, DAPI, Hoechst). Gre
 used as they are; for a colour or multi-channel image, set which channel to use below."""
         self.y_name.value = "Nuclei"
         self.y_name.doc = "Enter the name for the objects this module identifies."
-
-        self.model_source = Choice(
-            "Model",
-            [MODEL_BUNDLED, MODEL_CUSTOM],
-            value=MODEL_BUNDLED,
-            doc=f"""\
-Use a model that ships with the plugins (*{MODEL_BUNDLED}*) or a model folder of your own
-(*{MODEL_CUSTOM}*): any 2-D model trained with the ``stardist`` Python package, i.e. a folder
-holding ``config.json``, ``thresholds.json`` and ``weights_best.h5`` (or ``weights_last.h5``).""",
-        )
-        self.bundled_model = Choice(
-            "Bundled model",
-            _bundled_choices(),
-            value=models.DEFAULT_MODEL,
-            choices_fn=_bundled_choices,
-            doc=f"""\
-*(Used only for a bundled model)*
-
-The bundled models are the folders in the plugins' ``models/`` folder (or in the folder named by
-the environment variable ``{models.MODELS_DIR_ENV}``). *{models.DEFAULT_MODEL}* segments nuclei in
-fluorescence images.""",
-        )
-        self.model_folder = Directory(
-            "Model folder",
-            value=f"{ABSOLUTE_FOLDER_NAME}|",
-            allow_metadata=False,
-            doc="""\
-*(Used only for a custom model folder)*
-
-The folder of a StarDist-type model: ``config.json``, ``thresholds.json`` and
-``weights_best.h5`` or ``weights_last.h5``. The folder is checked when the pipeline is
-validated; a missing or broken one is reported before any image is processed.""",
-        )
-        self.channel = Integer(
-            "Channel to use for colour images",
-            1,
-            minval=1,
-            doc="""\
-*(Used only when the input image has several channels and the model takes one)*
-
-The channel to segment, counted from 1 (1 = red, 2 = green, 3 = blue for RGB images). Grey
-images ignore this setting. A model trained on several channels gets all channels of an image
-with that many.""",
-        )
-        self.use_model_thresholds = Binary(
-            "Use the model's tuned thresholds?",
-            True,
-            doc="""\
-Models store thresholds tuned on their validation data (``thresholds.json``); they are usually
-the best choice. Select *No* to set them yourself (a model without ``thresholds.json`` uses
-StarDist's defaults, 0.5 and 0.4).""",
-        )
-        self.prob_thresh = Float(
-            "Probability threshold",
-            models.DEFAULT_PROB_THRESH,
-            minval=0.001,
-            maxval=0.999,
-            doc="""\
-*(Used only when not using the model's thresholds)*
-
-Pixels with an object probability above this propose an object. Lower it to find fainter or
-more uncertain nuclei (more false detections), raise it to keep only confident ones.""",
-        )
-        self.nms_thresh = Float(
-            "Overlap threshold",
-            models.DEFAULT_NMS_THRESH,
-            minval=0.001,
-            maxval=0.999,
-            doc="""\
-*(Used only when not using the model's thresholds)*
-
-Two proposed objects overlapping by more than this fraction (intersection area over the area
-of the smaller one) are taken to be the same nucleus and only the more probable is kept. Raise
-it to keep more touching or overlapping nuclei apart.""",
-        )
+        self.create_detector_settings("")
         self.percentiles = FloatRange(
-            "Normalization percentiles",
-            predict.PERCENTILES,
-            minval=0.0,
-            maxval=100.0,
+            "Normalization percentiles", predict.PERCENTILES, minval=0.0, maxval=100.0,
             doc="""\
 Before prediction the image intensities are rescaled so that the lower percentile maps to 0 and
 the upper one to 1 (per image, per channel). The defaults (1, 99.8) are what the models were
 trained with; change them only for images with very few or very many nuclei.""",
         )
         self.rescale = Choice(
-            "Rescale images to the model's nucleus size?",
-            [RESCALE_NONE, RESCALE_GIVEN, RESCALE_AUTO],
+            "Rescale images to the model's nucleus size?", [RESCALE_NONE, RESCALE_GIVEN, RESCALE_AUTO],
             value=RESCALE_NONE,
             doc=f"""\
 The network finds nuclei best at about the size it was trained on. If your nuclei are much
@@ -198,17 +130,12 @@ the objects are drawn at the original size.
    size when fewer than {predict.MIN_OBJECTS_FOR_DIAMETER} nuclei are found).""",
         )
         self.object_diameter = Float(
-            "Typical nucleus diameter (pixels)",
-            20.0,
-            minval=1.0,
-            doc="""\
-*(Used only when the nucleus diameter is given)*
-
-The diameter, in pixels, of a typical nucleus in your images.""",
+            "Typical nucleus diameter (pixels)", 20.0, minval=1.0,
+            doc="*(Used only when the nucleus diameter is given)* The diameter, in pixels, of a "
+            "typical nucleus in your images.",
         )
         self.use_model_diameter = Binary(
-            "Use the nucleus diameter the model declares?",
-            True,
+            "Use the nucleus diameter the model declares?", True,
             doc="""\
 *(Used only when rescaling)*
 
@@ -217,18 +144,12 @@ in the model folder); images are resized so their nuclei match it. Select *No* t
 diameter the model expects yourself (necessary for models without that file).""",
         )
         self.model_diameter = Float(
-            "Nucleus diameter the model expects (pixels)",
-            20.0,
-            minval=1.0,
-            doc="""\
-*(Used only when rescaling without the model's declared diameter)*
-
-The typical diameter, in pixels, of the nuclei the model was trained on.""",
+            "Nucleus diameter the model expects (pixels)", 20.0, minval=1.0,
+            doc="*(Used only when rescaling without the model's declared diameter)* The typical "
+            "diameter, in pixels, of the nuclei the model was trained on.",
         )
         self.tiling = Choice(
-            "Tiling",
-            [TILES_AUTO, TILES_FIXED],
-            value=TILES_AUTO,
+            "Tiling", [TILES_AUTO, TILES_FIXED], value=TILES_AUTO,
             doc=f"""\
 Large images are predicted in overlapping tiles to bound the memory the network needs; the
 tiles are stitched seamlessly (each tile sees enough context around its core).
@@ -247,65 +168,31 @@ tiles are stitched seamlessly (each tile sees enough context around its core).
             doc="*(Used only with a fixed number of tiles)* Number of tiles from left to right.",
         )
         self.use_mask = Binary(
-            "Restrict objects to a mask?",
-            False,
+            "Restrict objects to a mask?", False,
             doc="""\
-Select *Yes* to find objects only inside a binary mask image (for example a well or tissue
-region): an object must have its centre inside the mask and is cut at the mask's edge, and the
-normalization percentiles are computed inside the mask.""",
+The input image's own mask (from **MaskImage** or **Crop**) is always respected. Select *Yes* to
+restrict the objects to a binary mask image as well (for example a well or tissue region):
+an object must have its centre inside both masks and is cut at their edge, and the
+normalization percentiles are computed inside them.""",
         )
         self.mask_name = ImageSubscriber(
-            "Select the mask image",
-            "None",
+            "Select the mask image", "None",
             doc="*(Used only when restricting objects to a mask)* A binary image, same size as "
             "the input image: non-zero pixels are inside.",
         )
-        self.save_probability = Binary(
-            "Save the probability map as an image?",
-            False,
-            doc="""\
-Select *Yes* to make the network's object probability map (0 to 1, at the input image's size)
-available to later modules, for example to save it with **SaveImages** or measure it.""",
-        )
-        self.probability_name = ImageName(
-            "Name the probability image",
-            "NucleiProbability",
-            doc="*(Used only when saving the probability map)* Name for the probability image.",
-        )
+        self.create_probability_settings("", "NucleiProbability")
 
     def settings(self):
         return [
-            self.x_name,
-            self.y_name,
-            self.model_source,
-            self.bundled_model,
-            self.model_folder,
-            self.channel,
-            self.use_model_thresholds,
-            self.prob_thresh,
-            self.nms_thresh,
-            self.percentiles,
-            self.rescale,
-            self.object_diameter,
-            self.use_model_diameter,
-            self.model_diameter,
-            self.tiling,
-            self.tiles_y,
-            self.tiles_x,
-            self.use_mask,
-            self.mask_name,
-            self.save_probability,
-            self.probability_name,
+            self.x_name, self.y_name, self.model_source, self.bundled_model, self.model_folder,
+            self.channel, self.use_model_thresholds, self.prob_thresh, self.nms_thresh,
+            self.percentiles, self.rescale, self.object_diameter, self.use_model_diameter,
+            self.model_diameter, self.tiling, self.tiles_y, self.tiles_x, self.use_mask,
+            self.mask_name, self.save_probability, self.probability_name,
         ]
 
     def visible_settings(self):
-        result = [self.x_name, self.y_name, self.model_source]
-        result.append(
-            self.bundled_model if self.model_source == MODEL_BUNDLED else self.model_folder
-        )
-        result += [self.channel, self.use_model_thresholds]
-        if not self.use_model_thresholds:
-            result += [self.prob_thresh, self.nms_thresh]
+        result = [self.x_name, self.y_name] + self.detector_visible_settings()
         result += [self.percentiles, self.rescale]
         if self.rescale == RESCALE_GIVEN:
             result.append(self.object_diameter)
@@ -319,10 +206,7 @@ available to later modules, for example to save it with **SaveImages** or measur
         result.append(self.use_mask)
         if self.use_mask:
             result.append(self.mask_name)
-        result.append(self.save_probability)
-        if self.save_probability:
-            result.append(self.probability_name)
-        return result
+        return result + self.probability_visible_settings()
 
     def upgrade_settings(self, setting_values, variable_revision_number, module_name):
         # Revision 1 is the first; later revisions add their conversions here, in order.
@@ -332,19 +216,32 @@ available to later modules, for example to save it with **SaveImages** or measur
         return False
 
     # ----------------------------------------------------------------------------------------
-    # model
+    # settings -> options
+
+    def _size_and_tiles(self):
+        """This module's own option fields, numbers as typed."""
+        values = {"percentiles": tuple(_number_or_text(text)
+                                       for text in (self.percentiles.min_text, self.percentiles.max_text))}
+        if self.rescale != RESCALE_NONE:
+            values["object_diameter"] = "auto" if self.rescale == RESCALE_AUTO else typed_number(self.object_diameter)
+            if not self.use_model_diameter:
+                values["model_diameter"] = typed_number(self.model_diameter)
+        if self.tiling == TILES_FIXED:
+            values["tiles"] = (typed_number(self.tiles_y), typed_number(self.tiles_x))
+        return values
+
+    def _options(self):
+        bad_tiles_y = not (isinstance(typed_number(self.tiles_y), int) and typed_number(self.tiles_y) >= 1)
+        return self.segment_options(self._size_and_tiles, {
+            "percentiles": self.percentiles, "object_diameter": self.object_diameter,
+            "model_diameter": self.model_diameter, "tiles": self.tiles_y if bad_tiles_y else self.tiles_x,
+        })
 
     def validate_module(self, pipeline):
-        """Check the model folder (files only, no TensorFlow) before anything runs."""
-        try:
-            spec = models.read_model_spec(self._model_location())
-        except InputError as error:
-            raise ValidationError(str(error), self._model_setting())
-        if (
-            self.rescale != RESCALE_NONE
-            and self.use_model_diameter
-            and spec.object_diameter is None
-        ):
+        """Check the settings and the model folder (files only, no TensorFlow) before anything runs."""
+        options = self._options()
+        spec = self.read_detector_spec()
+        if options.object_diameter is not None and options.model_diameter is None and spec.object_diameter is None:
             raise ValidationError(
                 f"model {spec.name} does not declare the nucleus diameter it was trained on "
                 f"(no {models.METADATA_FILE}); enter it yourself",
@@ -354,79 +251,37 @@ available to later modules, for example to save it with **SaveImages** or measur
     # ----------------------------------------------------------------------------------------
     # run
 
+    def _mask(self, workspace, x, shape):
+        """The image's own mask, combined with the mask image when one is chosen; None for none."""
+        mask = x.mask if x.has_mask else None
+        if not self.use_mask:
+            return mask
+        extra = workspace.image_set.get_image(self.mask_name.value).pixel_data
+        extra = (extra.any(axis=2) if extra.ndim == 3 else extra) > 0
+        if extra.shape != shape:
+            raise InputError(
+                f"{self.module_name}: mask '{self.mask_name.value}' is {extra.shape[0]}x{extra.shape[1]} but "
+                f"image '{self.x_name.value}' is {shape[0]}x{shape[1]} (setting '{self.mask_name.text}')"
+            )
+        return extra if mask is None else mask & extra
+
     def run(self, workspace):
-        x = workspace.image_set.get_image(self.x_name.value)
-        if x.volumetric:
-            raise InputError(
-                f"{self.module_name}: '{self.x_name.value}' is a 3-D image; "
-                "RunStarConvex segments 2-D images"
-            )
+        x, model, image, options = self.detector_input(workspace, self._options())
+        mask = self._mask(workspace, x, image.shape[:2])
         try:
-            model = models.load_model(self._model_location())
+            result = predict.segment(image, model, options, mask=mask,
+                                     return_prob_map=self.save_probability.value or self.show_window)
         except InputError as error:
-            raise self._model_error(error) from error
-
-        pixels = x.pixel_data
-        try:
-            channel = self.channel.value - 1 if pixels.ndim == 3 and model.spec.n_channel_in == 1 else None
-            image = predict.select_channels(pixels, model.spec.n_channel_in, channel)
-        except InputError as error:
-            raise InputError(
-                f"{self.module_name}: image '{self.x_name.value}' and model {model.name}: "
-                f"{error} (setting '{self.channel.text}')"
-            ) from error
-
-        mask = None
-        if self.use_mask:
-            mask_image = workspace.image_set.get_image(self.mask_name.value)
-            mask = mask_image.pixel_data
-            if mask.ndim == 3:
-                mask = mask.any(axis=2)
-            mask = mask > 0
-            if mask.shape != image.shape[:2]:
-                raise InputError(
-                    f"{self.module_name}: mask '{self.mask_name.value}' is {mask.shape[0]}x"
-                    f"{mask.shape[1]} but image '{self.x_name.value}' is "
-                    f"{image.shape[0]}x{image.shape[1]} (setting '{self.mask_name.text}')"
-                )
-
-        kwargs = {}
-        if not self.use_model_thresholds:
-            kwargs.update(prob_thresh=self.prob_thresh.value, nms_thresh=self.nms_thresh.value)
-        if self.rescale != RESCALE_NONE:
-            kwargs["object_diameter"] = (
-                "auto" if self.rescale == RESCALE_AUTO else self.object_diameter.value
-            )
-            if not self.use_model_diameter:
-                kwargs["model_diameter"] = self.model_diameter.value
-        tiles = "auto" if self.tiling == TILES_AUTO else (self.tiles_y.value, self.tiles_x.value)
-        try:
-            result = predict.segment(
-                image,
-                model,
-                percentiles=(self.percentiles.min, self.percentiles.max),
-                tiles=tiles,
-                mask=mask,
-                return_prob_map=self.save_probability.value or self.show_window,
-                **kwargs,
-            )
-        except InputError as error:
-            raise InputError(
-                f"{self.module_name}: image '{self.x_name.value}': {error}"
-            ) from error
+            raise InputError(f"{self.module_name}: image '{self.x_name.value}': {error}") from error
 
         objects = Objects()
         objects.segmented = result.labels
         objects.parent_image = x
         workspace.object_set.add_objects(objects, self.y_name.value)
         self.add_measurements(workspace)
-        workspace.measurements.add_measurement(
-            self.y_name.value, M_PROBABILITY, result.probabilities.astype(float)
-        )
+        workspace.measurements.add_measurement(self.y_name.value, M_PROBABILITY, result.probabilities.astype(float))
         if self.save_probability:
-            workspace.image_set.add(
-                self.probability_name.value, Image(result.prob_map, parent_image=x)
-            )
+            workspace.image_set.add(self.probability_name.value, Image(result.prob_map, parent_image=x))
 
         if self.show_window:
             workspace.display_data.image = image[..., 0] if image.shape[2] == 1 else image
@@ -442,31 +297,7 @@ available to later modules, for example to save it with **SaveImages** or measur
             ]
 
     def display(self, workspace, figure):
-        data = workspace.display_data
-        figure.set_subplots((2, 2))
-        title = f"Input image, cycle #{workspace.measurements.image_number}"
-        if data.image.ndim == 3:
-            ax = figure.subplot_imshow_color(0, 0, data.image, title, normalize=True)
-        else:
-            ax = figure.subplot_imshow_grayscale(0, 0, data.image, title)
-        figure.subplot_imshow_grayscale(
-            1, 0, data.prob_map, "Object probability", normalize=False, vmin=0, vmax=1,
-            sharexy=ax,
-        )
-        cplabels = [dict(name=self.y_name.value, labels=[data.labels])]
-        outline_title = f"{self.y_name.value} outlines"
-        if data.image.ndim == 3:
-            figure.subplot_imshow_color(
-                0, 1, data.image, outline_title, normalize=True, cplabels=cplabels, sharexy=ax
-            )
-        else:
-            figure.subplot_imshow_grayscale(
-                0, 1, data.image, outline_title, cplabels=cplabels, sharexy=ax
-            )
-        figure.subplot_table(
-            1, 1, [[value] for _, value in data.statistics],
-            row_labels=[name for name, _ in data.statistics],
-        )
+        self.show_result(workspace, figure, workspace.display_data.prob_map, "Object probability", 1)
 
     # ----------------------------------------------------------------------------------------
     # measurements

@@ -27,8 +27,11 @@ the object cover it. Merged objects never overlap.
 ============ ============ ===============
 Supports 2D? Supports 3D? Respects masks?
 ============ ============ ===============
-YES          NO           NO
+YES          NO           YES
 ============ ============ ===============
+
+With test-time augmentation the input image's own mask (from **MaskImage** or **Crop**) is
+respected as in **RunStarConvex**: objects have their centre inside it and are cut at its edge.
 
 Measurements made by this module
 ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
@@ -47,7 +50,8 @@ Measurements made by this module
    the versions disagree on.
 -  *Parent\\_<input objects>* (merging object sets only): the object of each input set that
    overlaps the merged object most (0 if none); the input objects get
-   *Children\\_<merged objects>\\_Count*.
+   *Children\\_<merged objects>\\_Count*, and the parent-child relationship is recorded (as
+   **IdentifySecondaryObjects** records it).
 
 References
 ^^^^^^^^^^
@@ -69,19 +73,21 @@ from cellprofiler_core.constants.measurement import (
     R_PARENT,
 )
 from cellprofiler_core.image import Image
-from cellprofiler_core.module.image_segmentation import ImageSegmentation
+from cellprofiler_core.module.image_segmentation import ImageSegmentation, ObjectProcessing
 from cellprofiler_core.object import Objects
-from cellprofiler_core.preferences import ABSOLUTE_FOLDER_NAME
-from cellprofiler_core.setting import Binary, ValidationError
+from cellprofiler_core.setting import ValidationError
 from cellprofiler_core.setting.choice import Choice
 from cellprofiler_core.setting.multichoice import MultiChoice
-from cellprofiler_core.setting.subscriber import LabelListSubscriber
-from cellprofiler_core.setting.text import Directory, Float, ImageName, Integer
+from cellprofiler_core.setting.subscriber import ImageSubscriber, LabelListSubscriber
+from cellprofiler_core.setting.text import Integer
 
-from nucleai import models, predict, tta
+from nucleai import tta
 from nucleai.errors import InputError
 
-from _model_choice import MODEL_BUNDLED, MODEL_CUSTOM, ModelChoice
+from _batch_paths import BatchPathsMixin
+from _detector_settings import DetectorSettings
+from _model_choice import MODEL_BUNDLED, MODEL_CUSTOM  # noqa: F401 (the module's setting values)
+from _options import options_from_settings, typed_number
 
 #: Category of this module's own measurements.
 CATEGORY = "TTAMerge"
@@ -93,127 +99,57 @@ M_MEAN_IOU = f"{CATEGORY}_{FTR_MEAN_IOU}"
 MODE_TTA = "Segment with test-time augmentation"
 MODE_MERGE = "Merge object sets"
 
-
 VOTES_HALF = "At least half of the versions"
 VOTES_MORE = "More than half of the versions"
 VOTES_ALL = "Every version"
 VOTES_NUMBER = "A given number of versions"
 
-
-def _bundled_choices(pipeline=None):
-    return models.bundled_models() or [models.DEFAULT_MODEL]
+USED_FOR_TTA = f"*(Used only for {MODE_TTA.lower()})*\n"
 
 
-class TTAMerge(ModelChoice, ImageSegmentation):
+class TTAMerge(BatchPathsMixin, DetectorSettings, ObjectProcessing):
+    """An object-processing module when merging object sets (parents and children as
+    ObjectProcessing records them), a segmentation module under test-time augmentation."""
+
     module_name = "TTAMerge"
+    category = ImageSegmentation.category
     variable_revision_number = 1
 
     def create_settings(self):
         super().create_settings()
         self.mode = Choice(
-            "Mode",
-            [MODE_TTA, MODE_MERGE],
-            value=MODE_TTA,
+            "Mode", [MODE_TTA, MODE_MERGE], value=MODE_TTA,
             doc=f"""\
 -  *{MODE_TTA}:* segment an image with a star-convex model under flips and rotations and merge
    the versions (one prediction per transform).
 -  *{MODE_MERGE}:* merge two or more object sets identified by earlier modules.""",
         )
-        self.x_name.doc = f"""\
-*(Used only for {MODE_TTA.lower()})*
-
+        self.x_name = ImageSubscriber(
+            "Select the input image",
+            doc=f"""{USED_FOR_TTA}
 Select the image to segment, typically a nuclear stain. For a colour or multi-channel image,
-set the channel below."""
+set the channel below.""",
+        )
         self.object_names = LabelListSubscriber(
-            "Select the objects to merge",
-            [],
-            doc=f"""\
-*(Used only when merging object sets)*
+            "Select the objects to merge", [],
+            doc="""*(Used only when merging object sets)*
 
 Two or more object sets of the same image, for example from **RunStarConvex** and
 **IdentifyPrimaryObjects**. Each set is one vote.""",
         )
         self.y_name.value = "Nuclei"
         self.y_name.doc = "Enter the name for the merged objects."
-
-        self.model_source = Choice(
-            "Model",
-            [MODEL_BUNDLED, MODEL_CUSTOM],
-            value=MODEL_BUNDLED,
-            doc=f"""\
-*(Used only for {MODE_TTA.lower()})*
-
-Use a model that ships with the plugins (*{MODEL_BUNDLED}*) or a model folder of your own
-(*{MODEL_CUSTOM}*): any 2-D model trained with the ``stardist`` Python package (``config.json``,
-``thresholds.json``, ``weights_best.h5``), as in **RunStarConvex**.""",
-        )
-        self.bundled_model = Choice(
-            "Bundled model",
-            _bundled_choices(),
-            value=models.DEFAULT_MODEL,
-            choices_fn=_bundled_choices,
-            doc=f"""\
-*(Used only for a bundled model)*
-
-The folders in the plugins' ``models/`` folder (or in ``{models.MODELS_DIR_ENV}``).
-*{models.DEFAULT_MODEL}* segments nuclei in fluorescence images.""",
-        )
-        self.model_folder = Directory(
-            "Model folder",
-            value=f"{ABSOLUTE_FOLDER_NAME}|",
-            allow_metadata=False,
-            doc="*(Used only for a custom model folder)* The folder of a StarDist-type model.",
-        )
-        self.channel = Integer(
-            "Channel to use for colour images",
-            1,
-            minval=1,
-            doc="""\
-*(Used only when the input image has several channels and the model takes one)*
-
-The channel to segment, counted from 1 (1 = red, 2 = green, 3 = blue).""",
-        )
-        self.use_model_thresholds = Binary(
-            "Use the model's tuned thresholds?",
-            True,
-            doc="""\
-*(Used only for test-time augmentation)*
-
-Use the probability and overlap thresholds stored with the model (``thresholds.json``), or set
-them yourself (see **RunStarConvex**).""",
-        )
-        self.prob_thresh = Float(
-            "Probability threshold",
-            models.DEFAULT_PROB_THRESH,
-            minval=0.001,
-            maxval=0.999,
-            doc="*(Used only when not using the model's thresholds)* Pixels with an object "
-            "probability above this propose an object.",
-        )
-        self.nms_thresh = Float(
-            "Overlap threshold",
-            models.DEFAULT_NMS_THRESH,
-            minval=0.001,
-            maxval=0.999,
-            doc="*(Used only when not using the model's thresholds)* Of two proposed objects "
-            "overlapping by more than this, only the more probable is kept.",
-        )
+        self.create_detector_settings(USED_FOR_TTA)
         self.transforms = MultiChoice(
-            "Transforms",
-            list(tta.TRANSFORMS),
-            value=list(tta.PAPER_TRANSFORMS),
-            doc=f"""\
-*(Used only for test-time augmentation)*
-
+            "Transforms", list(tta.TRANSFORMS), value=list(tta.PAPER_TRANSFORMS),
+            doc=f"""{USED_FOR_TTA}
 The versions of the image to segment; each costs one prediction. *identity* is the image as it
 is, *flip_y* upside down, *flip_x* mirrored left-right, *rot90*/*rot180*/*rot270* rotated
 counter-clockwise, *transpose*/*transverse* mirrored along a diagonal. The default is the
 paper's set: {', '.join(tta.PAPER_TRANSFORMS)}.""",
         )
         self.vote_rule = Choice(
-            "Keep objects found by",
-            [VOTES_HALF, VOTES_MORE, VOTES_ALL, VOTES_NUMBER],
-            value=VOTES_HALF,
+            "Keep objects found by", [VOTES_HALF, VOTES_MORE, VOTES_ALL, VOTES_NUMBER], value=VOTES_HALF,
             doc=f"""\
 How many versions (transforms, or input object sets) must find an object for it to be kept.
 
@@ -226,67 +162,28 @@ How many versions (transforms, or input object sets) must find an object for it 
 -  *{VOTES_NUMBER}:* the number given below.""",
         )
         self.min_votes = Integer(
-            "Number of versions",
-            2,
-            minval=1,
+            "Number of versions", 2, minval=1,
             doc="*(Used only for a given number of versions)* Versions that must find an object.",
         )
-        self.save_probability = Binary(
-            "Save the averaged probability map as an image?",
-            False,
-            doc="""\
-*(Used only for test-time augmentation)*
-
-Select *Yes* to make the network's object probability map, averaged over the transforms (each
-turned back first), available to later modules.""",
-        )
-        self.probability_name = ImageName(
-            "Name the probability image",
-            "NucleiProbability",
-            doc="*(Used only when saving the probability map)* Name for the probability image.",
-        )
+        self.create_probability_settings("averaged ", "NucleiTTAProbability")
 
     def settings(self):
         return [
-            self.mode,
-            self.x_name,
-            self.object_names,
-            self.y_name,
-            self.model_source,
-            self.bundled_model,
-            self.model_folder,
-            self.channel,
-            self.use_model_thresholds,
-            self.prob_thresh,
-            self.nms_thresh,
-            self.transforms,
-            self.vote_rule,
-            self.min_votes,
-            self.save_probability,
-            self.probability_name,
+            self.mode, self.x_name, self.object_names, self.y_name, self.model_source,
+            self.bundled_model, self.model_folder, self.channel, self.use_model_thresholds,
+            self.prob_thresh, self.nms_thresh, self.transforms, self.vote_rule, self.min_votes,
+            self.save_probability, self.probability_name,
         ]
 
     def visible_settings(self):
-        result = [self.mode]
         if self.mode == MODE_MERGE:
-            result += [self.object_names, self.y_name]
+            result = [self.mode, self.object_names, self.y_name]
         else:
-            result += [self.x_name, self.y_name, self.model_source]
-            result.append(
-                self.bundled_model if self.model_source == MODEL_BUNDLED else self.model_folder
-            )
-            result += [self.channel, self.use_model_thresholds]
-            if not self.use_model_thresholds:
-                result += [self.prob_thresh, self.nms_thresh]
-            result.append(self.transforms)
+            result = [self.mode, self.x_name, self.y_name] + self.detector_visible_settings() + [self.transforms]
         result.append(self.vote_rule)
         if self.vote_rule == VOTES_NUMBER:
             result.append(self.min_votes)
-        if self.mode == MODE_TTA:
-            result.append(self.save_probability)
-            if self.save_probability:
-                result.append(self.probability_name)
-        return result
+        return result + (self.probability_visible_settings() if self.mode == MODE_TTA else [])
 
     def upgrade_settings(self, setting_values, variable_revision_number, module_name):
         # Revision 1 is the first; later revisions add their conversions here, in order.
@@ -296,68 +193,57 @@ turned back first), available to later modules.""",
         return False
 
     # ----------------------------------------------------------------------------------------
-    # settings -> backend parameters
+    # settings -> options
 
     def _inputs(self):
         return list(self.object_names.value) if self.mode == MODE_MERGE else []
 
-    def _versions_setting(self):
-        return self.object_names if self.mode == MODE_MERGE else self.transforms
-
     def _n_versions(self):
-        if self.mode == MODE_MERGE:
-            return len(self.object_names.value)
-        return len(self.transforms.selections)
+        return len(self._inputs()) if self.mode == MODE_MERGE else len(self.transforms.selections)
 
-    def _min_votes(self, n_versions):
-        """Votes an object needs among ``n_versions``, from the vote rule."""
-        if self.vote_rule == VOTES_HALF:
-            return tta.default_min_votes(n_versions)
-        if self.vote_rule == VOTES_MORE:
-            return n_versions // 2 + 1
-        if self.vote_rule == VOTES_ALL:
-            return n_versions
-        if self.min_votes.value > n_versions:
-            raise InputError(
-                f"{self.module_name}: setting '{self.min_votes.text}' is {self.min_votes.value} "
-                f"but there are only {n_versions} versions (setting "
-                f"'{self._versions_setting().text}')"
-            )
-        return self.min_votes.value
+    def _min_votes(self):
+        """The vote rule as ``min_votes`` (None: the default, at least half), as typed."""
+        n_versions = self._n_versions()
+        return {VOTES_HALF: None, VOTES_MORE: n_versions // 2 + 1, VOTES_ALL: n_versions}.get(
+            self.vote_rule.value, typed_number(self.min_votes))
+
+    def _options(self):
+        """TTAOptions (test-time augmentation) or MergeOptions (object sets), checked."""
+
+        def build():
+            if self.mode == MODE_TTA:
+                return tta.TTAOptions(self.transforms.selections, min_votes=self._min_votes())
+            options = tta.MergeOptions(min_votes=self._min_votes())
+            options.votes_needed(self._n_versions())
+            return options
+
+        versions = self.object_names if self.mode == MODE_MERGE else self.transforms
+        return options_from_settings(build, {"transforms": versions, "min_votes": self.min_votes}, versions)
 
     def validate_module(self, pipeline):
-        """Check the versions, the vote and (for TTA) the model folder before anything runs."""
-        n_versions = self._n_versions()
+        """Check the versions, the vote and (for TTA) the model and its settings before anything runs."""
         if self.mode == MODE_MERGE:
-            if n_versions < 2:
+            if self._n_versions() < 2:
                 raise ValidationError("choose at least two object sets to merge", self.object_names)
             if self.y_name.value in self._inputs():
                 raise ValidationError(
-                    f"the merged objects need a new name; '{self.y_name.value}' is an input",
-                    self.y_name,
-                )
+                    f"the merged objects need a new name; '{self.y_name.value}' is an input", self.y_name)
         else:
-            if n_versions == 0:
-                raise ValidationError("choose at least one transform", self.transforms)
-            try:
-                models.read_model_spec(self._model_location())
-            except InputError as error:
-                raise ValidationError(str(error), self._model_setting())
-        try:
-            self._min_votes(n_versions)
-        except InputError as error:
-            raise ValidationError(str(error), self.min_votes)
+            self.segment_options()
+            self.read_detector_spec()
+        self._options()
 
     # ----------------------------------------------------------------------------------------
     # run
 
     def run(self, workspace):
+        options = self._options()
         if self.mode == MODE_MERGE:
-            merged, parent_image, image = self._merge_objects(workspace)
+            merged, parent_image, image = self._merge_objects(workspace, options)
             model_name, probability = None, None
         else:
-            result, parent_image, image, model_name = self._segment_tta(workspace)
-            merged, probability = result, result.prob_map
+            merged, parent_image, image, model_name = self._segment_tta(workspace, options)
+            probability = merged.prob_map
 
         objects = Objects()
         objects.segmented = merged.labels
@@ -368,12 +254,8 @@ turned back first), available to later modules.""",
         m = workspace.measurements
         m.add_measurement(self.y_name.value, M_VOTES, merged.votes.astype(int))
         m.add_measurement(self.y_name.value, M_MEAN_IOU, merged.mean_iou.astype(float))
-        for name in self._inputs():
-            self._relate(workspace, name, objects)
         if self.mode == MODE_TTA and self.save_probability:
-            workspace.image_set.add(
-                self.probability_name.value, Image(probability, parent_image=parent_image)
-            )
+            workspace.image_set.add(self.probability_name.value, Image(probability, parent_image=parent_image))
 
         if self.show_window:
             n_versions = self._n_versions()
@@ -383,7 +265,7 @@ turned back first), available to later modules.""",
             statistics = [
                 ("Objects", str(merged.count)),
                 ("Versions", f"{n_versions}: {versions}"),
-                ("Kept when found by", f"{self._min_votes(n_versions)} of {n_versions}"),
+                ("Kept when found by", f"{merged.min_votes} of {n_versions}"),
                 ("Mean votes", f"{merged.votes.mean():.2f}" if merged.count else "-"),
                 ("Mean IoU", f"{merged.mean_iou.mean():.3f}" if merged.count else "-"),
             ]
@@ -395,53 +277,21 @@ turned back first), available to later modules.""",
             workspace.display_data.n_versions = n_versions
             workspace.display_data.statistics = statistics
 
-    def _segment_tta(self, workspace):
-        x = workspace.image_set.get_image(self.x_name.value)
-        if x.volumetric:
-            raise InputError(
-                f"{self.module_name}: '{self.x_name.value}' is a 3-D image; TTAMerge segments "
-                "2-D images"
-            )
+    def _segment_tta(self, workspace, options):
+        x, model, image, segment_options = self.detector_input(workspace, self.segment_options())
         try:
-            model = models.load_model(self._model_location())
-        except InputError as error:
-            raise self._model_error(error) from error
-        pixels = x.pixel_data
-        try:
-            one_of_several = pixels.ndim == 3 and model.spec.n_channel_in == 1
-            channel = self.channel.value - 1 if one_of_several else None
-            image = predict.select_channels(pixels, model.spec.n_channel_in, channel)
-        except InputError as error:
-            raise InputError(
-                f"{self.module_name}: image '{self.x_name.value}' and model {model.name}: "
-                f"{error} (setting '{self.channel.text}')"
-            ) from error
-        transforms = self.transforms.selections
-        if not transforms:
-            raise InputError(
-                f"{self.module_name}: setting '{self.transforms.text}': no transform chosen"
-            )
-        options = {}
-        if not self.use_model_thresholds:
-            options.update(prob_thresh=self.prob_thresh.value, nms_thresh=self.nms_thresh.value)
-        min_votes = self._min_votes(len(transforms))
-        try:
-            result = tta.segment_tta(
-                image, model, transforms, min_votes=min_votes,
-                return_prob_map=bool(self.save_probability.value), **options,
-            )
+            result = tta.segment_tta(image, model, options, segment_options, mask=x.mask if x.has_mask else None,
+                                     return_prob_map=bool(self.save_probability.value))
         except InputError as error:
             raise InputError(f"{self.module_name}: image '{self.x_name.value}': {error}") from error
         shown = image[..., 0] if image.shape[2] == 1 else image
         return result, x, shown, model.name
 
-    def _merge_objects(self, workspace):
+    def _merge_objects(self, workspace, options):
         names = self._inputs()
         if len(names) < 2:
-            raise InputError(
-                f"{self.module_name}: setting '{self.object_names.text}': choose at least two "
-                "object sets to merge"
-            )
+            raise InputError(f"{self.module_name}: setting '{self.object_names.text}': choose at least two "
+                             "object sets to merge")
         inputs = [workspace.object_set.get_objects(name) for name in names]
         shapes = [objects.segmented.shape for objects in inputs]
         if len(set(shapes)) > 1:
@@ -450,72 +300,36 @@ turned back first), available to later modules.""",
                 f"{self.module_name}: the object sets to merge differ in size ({described}); "
                 f"they must come from the same image (setting '{self.object_names.text}')"
             )
-        merged = tta.merge_instances(
-            [objects.segmented for objects in inputs], min_votes=self._min_votes(len(names))
-        )
-        parent_image = next(
-            (objects.parent_image for objects in inputs if objects.parent_image is not None), None
-        )
-        image = None if parent_image is None else parent_image.pixel_data
-        return merged, parent_image, image
+        merged = tta.merge_instances([objects.segmented for objects in inputs], options)
+        parent_image = next((objects.parent_image for objects in inputs if objects.parent_image is not None), None)
+        return merged, parent_image, None if parent_image is None else parent_image.pixel_data
 
-    def _relate(self, workspace, input_name, merged_objects):
-        """Parent_<input> (the input object overlapping each merged object most), children counts
-        and the relationship table, as CellProfiler's object-processing modules record them."""
+    def add_measurements(self, workspace, input_object_name=None, output_object_name=None):
+        """Location, count and number of the merged objects; when merging object sets, per input
+        set ObjectProcessing's parent and children measurements and the parent relationship."""
+        inputs = self._inputs() if input_object_name is None else [input_object_name]
+        y_name = self.y_name.value if output_object_name is None else output_object_name
+        if not inputs:
+            ImageSegmentation.add_measurements(self, workspace, y_name)
         m = workspace.measurements
-        y_name = self.y_name.value
-        children, parents = workspace.object_set.get_objects(input_name).relate_children(
-            merged_objects
-        )
-        m.add_measurement(input_name, FF_CHILDREN_COUNT % y_name, children)
-        m.add_measurement(y_name, FF_PARENT % input_name, parents)
-        related = parents > 0
-        if related.any():
-            image_numbers = numpy.full(int(related.sum()), m.image_set_number, int)
-            m.add_relate_measurement(
-                self.module_num, R_PARENT, input_name, y_name,
-                image_numbers, parents[related].astype(int),
-                image_numbers, numpy.flatnonzero(related) + 1,
-            )
+        for name in inputs:
+            super().add_measurements(workspace, name, y_name)
+            parents = m.get_current_measurement(y_name, FF_PARENT % name)
+            related = parents > 0
+            if related.any():
+                image_numbers = numpy.full(int(related.sum()), m.image_set_number, int)
+                m.add_relate_measurement(self.module_num, R_PARENT, name, y_name, image_numbers,
+                                         parents[related].astype(int), image_numbers, numpy.flatnonzero(related) + 1)
 
     def display(self, workspace, figure):
         data = workspace.display_data
-        figure.set_subplots((2, 2))
-        cycle = f"cycle #{workspace.measurements.image_number}"
-        if data.image is None:  # merged object sets without an image
-            ax = figure.subplot_imshow_labels(0, 0, data.labels, f"{self.y_name.value}, {cycle}")
-        elif data.image.ndim == 3:
-            ax = figure.subplot_imshow_color(
-                0, 0, data.image, f"Input image, {cycle}", normalize=True
-            )
-        else:
-            ax = figure.subplot_imshow_grayscale(0, 0, data.image, f"Input image, {cycle}")
-        figure.subplot_imshow_grayscale(
-            1, 0, data.votes, "Votes per object", normalize=False, vmin=0,
-            vmax=data.n_versions, sharexy=ax,
-        )
-        outlines = [dict(name=self.y_name.value, labels=[data.labels])]
-        title = f"{self.y_name.value} outlines"
-        if data.image is None:
-            figure.subplot_imshow_grayscale(
-                0, 1, data.votes > 0, title, cplabels=outlines, sharexy=ax
-            )
-        elif data.image.ndim == 3:
-            figure.subplot_imshow_color(
-                0, 1, data.image, title, normalize=True, cplabels=outlines, sharexy=ax
-            )
-        else:
-            figure.subplot_imshow_grayscale(0, 1, data.image, title, cplabels=outlines, sharexy=ax)
-        figure.subplot_table(
-            1, 1, [[value] for _, value in data.statistics],
-            row_labels=[name for name, _ in data.statistics],
-        )
+        self.show_result(workspace, figure, data.votes, "Votes per object", data.n_versions)
 
     # ----------------------------------------------------------------------------------------
-    # measurement declarations
+    # measurement declarations (ImageSegmentation's for the merged objects, plus the inputs')
 
     def get_categories(self, pipeline, object_name):
-        categories = super().get_categories(pipeline, object_name)
+        categories = ImageSegmentation.get_categories(self, pipeline, object_name)
         if object_name == self.y_name.value:
             categories = categories + [CATEGORY] + ([C_PARENT] if self._inputs() else [])
         elif object_name in self._inputs():
@@ -530,20 +344,15 @@ turned back first), available to later modules.""",
                 return self._inputs()
         if object_name in self._inputs() and category == C_CHILDREN:
             return [f"{self.y_name.value}_Count"]
-        return super().get_measurements(pipeline, object_name, category)
+        return ImageSegmentation.get_measurements(self, pipeline, object_name, category)
 
     def get_measurement_columns(self, pipeline, object_name=None):
         y_name = self.y_name.value
-        columns = super().get_measurement_columns(pipeline, object_name)
+        columns = ImageSegmentation.get_measurement_columns(self, pipeline, object_name)
         columns += [(y_name, M_VOTES, COLTYPE_INTEGER), (y_name, M_MEAN_IOU, COLTYPE_FLOAT)]
         for name in self._inputs():
-            columns += [
-                (y_name, FF_PARENT % name, COLTYPE_INTEGER),
-                (name, FF_CHILDREN_COUNT % y_name, COLTYPE_INTEGER),
-            ]
+            columns += [(y_name, FF_PARENT % name, COLTYPE_INTEGER), (name, FF_CHILDREN_COUNT % y_name, COLTYPE_INTEGER)]
         return columns
 
     def get_object_relationships(self, pipeline):
-        return [
-            (R_PARENT, name, self.y_name.value, MCA_AVAILABLE_EACH_CYCLE) for name in self._inputs()
-        ]
+        return [(R_PARENT, name, self.y_name.value, MCA_AVAILABLE_EACH_CYCLE) for name in self._inputs()]

@@ -30,7 +30,7 @@ import tifffile
 
 from nucleai import metrics
 from nucleai.labelio import read_image
-from nucleai.models import load_model
+from nucleai.models import load
 from nucleai.predict import segment
 from nucleai.train.augment import Augmenter
 from nucleai.train.data import Sample
@@ -58,13 +58,13 @@ def folds_of(ids, n_folds, seed):
 
 
 def score(model_dir, samples):
-    model = load_model(model_dir)
+    model = load(model_dir)
     per_image = [metrics.evaluate_image(s.labels, segment(s.image, model).labels) for s in samples]
     return metrics.summarize(per_image), [e.dsb_score for e in per_image]
 
 
 def zero_shot(args, histo):
-    model = load_model("fluo_nuclei")
+    model = load("fluo_nuclei")
     for k, held_out in enumerate(folds_of(histo, args.folds, args.seed)):
         per_image = []
         for sample in (annotated(args.data, histo[i]) for i in held_out):

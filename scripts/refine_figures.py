@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nucleai import labelio
+from nucleai import labelio, models
 from nucleai.labelio import IMAGE_SUFFIXES, read_image
 from nucleai.refine import PUBLISHED, tune, unet
 
@@ -36,7 +36,7 @@ def main(argv=None):
     parser.add_argument("--json", type=Path, help="write the figures as JSON")
     args = parser.parse_args(argv)
 
-    model = unet.load_unet(args.model)
+    model = models.load(args.model, kind="unet")
     images = labelio.files_by_stem(args.images, suffixes=IMAGE_SUFFIXES)
     truths = labelio.files_by_stem(args.truth)
     stems = sorted(set(images) & set(truths))

@@ -1,4 +1,4 @@
-"""Run a real CellProfiler pipeline headless with this repo's plugins and collect what it wrote.
+"""Run this repo's plugins in real CellProfiler: a whole pipeline headless, or one module in process.
 
 Every module's integration test goes through :func:`run_pipeline`: it starts
 ``python -m cellprofiler -c -r`` in a subprocess (exactly what a user's batch run does, with
@@ -7,6 +7,10 @@ ExportToSpreadsheet wrote and lists the other files in the output folder.
 
 Headless CellProfiler keeps going (and may exit 0) after a module raises, so a run only counts
 as successful when the exit code is 0 *and* the log and the Image table show no module error.
+
+The in-process tests go through :func:`run_module`: one module, run on one image set in a
+workspace built as CellProfiler's own module tests build it (``conftest.py`` has already set
+CellProfiler headless with ``plugins/`` as its plugin folder).
 """
 import csv
 import os
@@ -16,9 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from cellprofiler_core.image import Image, ImageSetList
+from cellprofiler_core.measurement import Measurements
+from cellprofiler_core.object import Objects, ObjectSet
+from cellprofiler_core.pipeline import Pipeline
+from cellprofiler_core.workspace import Workspace
 
-REPO = Path(__file__).resolve().parents[1]
-PLUGINS_DIR = REPO / "plugins"
+from testdata import PLUGINS, REPO
+
 MODULE_ERROR_MARK = "Error detected during run of module"
 
 
@@ -62,7 +71,7 @@ def java_home():
     return found.stdout.strip()
 
 
-def run_pipeline(pipeline, input_dir, output_dir, plugins_dir=PLUGINS_DIR, timeout=1200):
+def run_pipeline(pipeline, input_dir, output_dir, plugins_dir=PLUGINS, timeout=1200):
     """Run ``pipeline`` (a .cppipe path) headless on every file under ``input_dir``.
 
     Parameters
@@ -121,3 +130,58 @@ def _read_tables(output_dir):
         with open(path, newline="") as handle:
             tables[path.stem] = list(csv.DictReader(handle))
     return tables
+
+
+def run_module(module, images=None, objects=None, measurements=None):
+    """Run ``module`` alone on one image set, as a pipeline would; returns the workspace.
+
+    Parameters
+    ----------
+    module : cellprofiler_core.module.Module
+        Its settings already filled in.
+    images : dict, optional
+        Image name -> pixel array, or a ready ``cellprofiler_core.image.Image`` (to give it a
+        ``scale`` or a mask).
+    objects : dict, optional
+        Object name -> label image, the objects of earlier modules.
+    measurements : cellprofiler_core.measurement.Measurements, optional
+        Pre-filled measurements (another image-set number, file names); new ones by default.
+    """
+    pipeline = Pipeline()
+    pipeline.add_module(module)
+    image_set_list = ImageSetList()
+    image_set = image_set_list.get_image_set(0)
+    for name, pixels in (images or {}).items():
+        image_set.add(name, pixels if isinstance(pixels, Image) else Image(pixels))
+    object_set = ObjectSet()
+    for name, labels in (objects or {}).items():
+        found = Objects()
+        found.segmented = labels
+        object_set.add_objects(found, name)
+    measurements = Measurements() if measurements is None else measurements
+    workspace = Workspace(pipeline, module, image_set, object_set, measurements, image_set_list)
+    module.run(workspace)
+    return workspace
+
+
+class FakeFigure:
+    """Stands in for CellProfiler's figure in ``display()`` tests: records what it is asked to show.
+
+    ``calls`` holds ``("set_subplots", args)`` and, for each ``subplot_*`` call,
+    ``(method name, (x, y), image shape, title, other keyword arguments)``.
+    """
+
+    def __init__(self):
+        self.calls = []
+
+    def set_subplots(self, *args, **kwargs):
+        self.calls.append(("set_subplots", args))
+
+    def __getattr__(self, name):
+        if not name.startswith("subplot_"):
+            raise AttributeError(name)
+
+        def record(x, y, image, title=None, **kwargs):
+            self.calls.append((name, (x, y), np.asarray(image).shape, title, kwargs))
+            return f"axes{x}{y}"
+        return record

@@ -57,7 +57,7 @@ def test_min_votes_and_the_iou_threshold_reach_the_merge(folders, tmp_path):
     out = tmp_path / "merged"
     assert main(["merge", "--inputs", *map(str, paths), "--output", str(out),
                  "--min-votes", "3", "--iou-threshold", "0.8"]) == 0
-    expected = tta.merge_instances(versions, min_votes=3, iou_threshold=0.8)
+    expected = tta.merge_instances(versions, tta.MergeOptions(min_votes=3, iou_threshold=0.8))
     np.testing.assert_array_equal(tifffile.imread(out / "a.tif"), expected.labels)
     assert expected.count == 0  # the shifted boxes overlap by IoU 0.78 and 0.6 only
 
@@ -77,8 +77,9 @@ def test_a_missing_file_or_a_shape_mismatch_fails_that_image_only(folders, tmp_p
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--min-votes", "4"], "--min-votes must be from 1 to 3"),
-    (["--iou-threshold", "0"], "--iou-threshold must be in (0, 1]"),
+    (["--min-votes", "4"], "--min-votes: min_votes must be from 1 to 3"),
+    (["--min-votes", "0"], "--min-votes: min_votes must be at least 1"),
+    (["--iou-threshold", "0"], "--iou-threshold: iou_threshold must be in (0, 1]"),
 ])
 def test_bad_arguments_stop_before_any_image_is_read(folders, tmp_path, capsys, extra, message):
     paths, _ = folders

@@ -10,7 +10,7 @@ import tifffile
 
 from nucleai import labelio, metrics, models, predict
 from nucleai.cli import main
-from nucleai.refine import apply, read_parameters, unet
+from nucleai.refine import apply, read_parameters
 from tiny_model import synthetic_image, tiny_model_dir
 from tiny_unet import tiny_unet_dir
 
@@ -54,7 +54,7 @@ def test_refined_label_images_equal_the_backends_with_a_report(model_dir, data, 
     assert main(["refine", "--objects", str(data / "objects"), "--input", str(data / "images"),
                  "--model", str(model_dir), "--output", str(out), "--report", str(report)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.tif", "b.tif", "c.tif"]
-    model = unet.load_unet(model_dir)
+    model = models.load(model_dir, kind="unet")
     for stem in "abc":
         image = skimage.io.imread(data / "images" / f"{stem}.png")
         objects = labelio.read_labels(data / "objects" / f"{stem}.tif")
@@ -91,9 +91,11 @@ def test_one_bad_image_does_not_stop_the_others(model_dir, data, tmp_path, capsy
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--p1", "1.5"], "options --p1 ... --p6: p1 .*between"),
-    (["--p4", "0.5"], "p4 .*whole number"),
-    (["--tiles", "0x2"], "tiles must be"),
+    (["--p1", "1.5"], r"--p1: p1 must be in \[0.0, 1.0\], got 1.5"),
+    (["--p4", "0.5"], "--p4: p4 must be a whole number"),
+    (["--p2", "-3"], "--p2: p2 must be at least 0, got -3"),
+    (["--tiles", "0x2"], "--tiles: tiles must be"),
+    (["--channel", "-1"], "--channel: channel must be at least 0, got -1"),
     ([], "--output is needed"),
 ])
 def test_bad_options_stop_before_any_image(model_dir, data, extra, message, capsys):
@@ -108,7 +110,7 @@ def test_bad_options_stop_before_any_image(model_dir, data, extra, message, caps
 
 
 def test_a_missing_or_wrong_model_is_reported(data, tmp_path, capsys):
-    for model, message in ((tmp_path / "nowhere", "does not exist"), (tiny_model_dir(), "not a refinement U-Net")):
+    for model, message in ((tmp_path / "nowhere", "does not exist"), (tiny_model_dir(), "not a contour-refinement U-Net")):
         assert main(["refine", "--objects", str(data / "objects"), "--input", str(data / "images"),
                      "--model", str(model), "--output", str(tmp_path / "out")]) == 2
         assert message in capsys.readouterr().err
@@ -154,10 +156,10 @@ def test_segment_with_refine_equals_segment_then_refine(model_dir, data, tmp_pat
                  "--output", str(direct)]) == 0
     assert main(["segment", "--model", str(detector), "--input", str(data / "images"),
                  "--output", str(refined), "--refine", str(model_dir)]) == 0
-    model = unet.load_unet(model_dir)
+    model = models.load(model_dir, kind="unet")
     for stem in "abc":
         image = skimage.io.imread(data / "images" / f"{stem}.png")
-        detected = predict.segment(image, models.load_model(detector)).labels
+        detected = predict.segment(image, models.load(detector)).labels
         np.testing.assert_array_equal(tifffile.imread(direct / f"{stem}.tif"), detected)
         expected = apply.refine_image(image, detected, model).refinement.labels
         np.testing.assert_array_equal(tifffile.imread(refined / f"{stem}.tif"), expected)

@@ -45,7 +45,7 @@ def test_one_uint16_label_tiff_per_image_with_the_same_stem(model_dir, image_dir
     assert main(["segment", "--model", str(model_dir), "--input", str(image_dir),
                  "--output", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.tif", "b.tif", "c.tif", "d.tif"]
-    model = models.load_model(model_dir)
+    model = models.load(model_dir)
     for stem in "abcd":
         labels = tifffile.imread(out / f"{stem}.tif")
         assert labels.dtype == np.uint16
@@ -64,10 +64,10 @@ def test_options_reach_the_segmentation(model_dir, image_dir, tmp_path):
     assert main(["segment", "--model", str(model_dir), "--input", str(image_dir),
                  "--output", str(out), "--prob-thresh", "0.7", "--nms-thresh", "0.3",
                  "--tiles", "2x2", "--scale", "1.25", "--timings", str(timings)]) == 0
-    model = models.load_model(model_dir)
+    model = models.load(model_dir)
     image = skimage.io.imread(image_dir / "a.png")
-    expected = predict.segment(image, model, prob_thresh=0.7, nms_thresh=0.3, tiles=(2, 2),
-                               scale=1.25)
+    expected = predict.segment(image, model, predict.SegmentOptions(prob_thresh=0.7, nms_thresh=0.3, tiles=(2, 2),
+                                                                    scale=1.25))
     np.testing.assert_array_equal(tifffile.imread(out / "a.tif"), expected.labels)
     report = json.loads(timings.read_text())
     assert report["model_load_seconds"] >= 0 and report["failed"] == []
@@ -107,11 +107,12 @@ def test_a_bad_image_is_reported_and_the_others_are_written(model_dir, image_dir
 
 @pytest.mark.parametrize("arguments, message", [
     (["--model", "no_such_model"], "no bundled model 'no_such_model'"),
-    (["--tiles", "two"], "tiles must be 'auto' or YxX"),
-    (["--prob-thresh", "1.5"], "--prob-thresh must be between 0 and 1"),
-    (["--nms-thresh", "0"], "--nms-thresh must be between 0 and 1"),
-    (["--scale", "0"], "--scale must be positive"),
-    (["--channel", "-1"], "--channel counts from 0"),
+    (["--tiles", "two"], "--tiles: tiles must be 'auto' or YxX"),
+    (["--tiles", "0x0"], "--tiles: tiles must be 'auto' or YxX"),
+    (["--prob-thresh", "1.5"], "--prob-thresh: prob_thresh must be in (0, 1), got 1.5"),
+    (["--nms-thresh", "0"], "--nms-thresh: nms_thresh must be in (0, 1), got 0"),
+    (["--scale", "0"], "--scale: scale must be above 0"),
+    (["--channel", "-1"], "--channel: channel must be at least 0"),
 ])
 def test_bad_arguments_stop_before_any_image(model_dir, image_dir, tmp_path, capsys,
                                              arguments, message):

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cellprofiler_core.setting import ValidationError
 from cellprofiler_run import PipelineFailed, run_pipeline
+from testdata import EXAMPLES, GROUND_TRUTH
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "example_pipelines"
 PIPELINE = EXAMPLES / "evaluate_nuclei.cppipe"
-GROUND_TRUTH = EXAMPLES / "ground_truth"
 METHODS = {"classical": "ClassicalNuclei", "starconvex": "StarConvexNuclei"}
 
 
@@ -100,5 +100,50 @@ def test_a_threshold_off_the_dsb_grid_is_refused(tmp_path):
     assert setting in text
     broken = tmp_path / "bad_threshold.cppipe"
     broken.write_text(text.replace(setting, "IoU thresholds for precision, recall and F1:0.52"))
-    with pytest.raises(PipelineFailed, match="IoU thresholds from 0.50"):
+    with pytest.raises(PipelineFailed, match=r"setting 'IoU thresholds for precision, recall and F1': "
+                                             r"report_thresholds must be among the thresholds scored \(0.5, 0.55"):
         run_pipeline(broken, EXAMPLES, tmp_path / "out")
+
+
+@pytest.mark.parametrize("line, setting, message", [
+    ("IoU thresholds for precision, recall and F1:0.5, high", "report_thresholds", "finite number, got 'high'"),
+    ("IoU thresholds for precision, recall and F1:", "report_thresholds", "among the thresholds scored"),
+    ("IoU threshold for per-object matching:1.5", "match_threshold", r"in \[0, 1\), got 1.5"),
+    ("IoU threshold for per-object matching:-0.1", "match_threshold", r"in \[0, 1\), got -0.1"),
+])
+def test_bad_settings_in_a_pipeline_fail_validation_naming_the_setting(line, setting, message):
+    module, pipeline = evaluate_module(PIPELINE.read_text(), line)
+    with pytest.raises(ValidationError, match=message) as error:
+        module.validate_module(pipeline)
+    assert error.value.get_setting() is getattr(module, setting)
+    assert str(error.value).startswith(f"setting '{getattr(module, setting).text}'")
+
+
+def evaluate_module(text, line):
+    """The first EvaluateSegmentation of a pipeline text with the setting of ``line`` replaced."""
+    import io
+
+    from cellprofiler_core.pipeline import Pipeline
+    from cellprofiler_core.utilities.core.modules import fill_modules
+
+    name = line.split(":")[0]
+    original = next(row for row in text.splitlines() if row.strip().startswith(name + ":"))
+    fill_modules()
+    pipeline = Pipeline()
+    pipeline.load(io.StringIO(text.replace(original, "    " + line, 1)))
+    module = next(m for m in pipeline.modules() if m.module_name == "EvaluateSegmentation")
+    return module, pipeline
+
+
+def test_the_display_outlines_every_object_and_fills_the_flagged_ones():
+    from evaluatesegmentation import flagged_outlines
+
+    labels = np.zeros((12, 12), np.uint16)
+    labels[2:6, 2:6], labels[7:11, 7:11] = 3, 8
+    view = flagged_outlines(labels, np.array([8]))
+    assert view.shape == (12, 12, 3)
+    np.testing.assert_array_equal(view[2, 2], [1, 1, 1])  # outline of object 3, white
+    np.testing.assert_array_equal(view[3, 3], [0, 0, 0])  # its inside, not flagged
+    np.testing.assert_array_equal(view[7, 7], [1, 1, 1])  # outline of the flagged object
+    np.testing.assert_allclose(view[8, 8], [0.8, 0.1, 0.1])  # its inside, red
+    np.testing.assert_array_equal(flagged_outlines(np.stack([labels, labels]), np.array([8])), view)

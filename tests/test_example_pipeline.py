@@ -5,18 +5,15 @@ the bundled ground truth, downstream measurement columns exist for both object s
 saved label images agree with the measured counts. Also proves that the harness reports a
 broken pipeline instead of passing it.
 """
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 
 from cellprofiler_run import PipelineFailed, run_pipeline
+from testdata import EXAMPLES, IMAGES, ground_truth_of
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "example_pipelines"
 CLASSICAL = EXAMPLES / "classical_nuclei.cppipe"
-IMAGES = EXAMPLES / "images"
-GROUND_TRUTH = EXAMPLES / "ground_truth"
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +25,7 @@ def test_every_image_is_segmented_with_a_plausible_count(classical_run):
     rows = classical_run.tables["Image"]
     assert sorted(row["FileName_DNA"] for row in rows) == sorted(p.name for p in IMAGES.glob("*.png"))
     for row in rows:
-        truth = tifffile.imread(GROUND_TRUTH / (Path(row["FileName_DNA"]).stem + ".tif"))
+        truth = tifffile.imread(ground_truth_of(row["FileName_DNA"]))
         true_count = len(np.unique(truth)) - 1
         count = float(row["Count_Nuclei"])
         # A classical threshold + declumping over- or under-splits, but not by more than 2x here.

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import nucleai
+from testdata import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 NUCLEAI = Path(sys.executable).with_name("nucleai")
 
 

@@ -1,6 +1,4 @@
 """Star-convex geometry: agreement with stardist's definitions, and input checks."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 from skimage.draw import ellipse
@@ -9,9 +7,6 @@ from nucleai import geometry
 from nucleai.errors import InputError
 
 stardist_geometry = pytest.importorskip("stardist.geometry")
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-DSB_LABELS = SHARED / "data" / "dsb2018" / "train" / "labels"
 
 
 def ellipse_labels(seed=0, shape=(96, 112), n=14):
@@ -48,10 +43,9 @@ def test_star_dist_matches_stardist_bit_for_bit(grid, n_rays):
     np.testing.assert_array_equal(ours, theirs)
 
 
-@pytest.mark.skipif(not DSB_LABELS.is_dir(), reason="shared DSB data not available")
-def test_star_dist_matches_stardist_on_dsb_labels():
+def test_star_dist_matches_stardist_on_dsb_labels(dsb2018):
     import tifffile
-    for path in sorted(DSB_LABELS.glob("*.tif"))[:5]:
+    for path in sorted((dsb2018 / "train" / "labels").glob("*.tif"))[:5]:
         labels = tifffile.imread(path)
         np.testing.assert_array_equal(geometry.star_dist(labels, 32),
                                       stardist_geometry.star_dist(labels, 32, mode="cpp"))

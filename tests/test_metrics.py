@@ -7,7 +7,6 @@ pixels and a two-decimal t (such an IoU is either exactly t or at least 1/(100 b
 Stardist scores an image with no objects on either side 0, we score it 1; those images are tested
 on their own and kept out of the comparisons.
 """
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +15,6 @@ from nucleai import metrics
 from nucleai.errors import InputError
 
 STRICT = 1e-7
-DSB_VAL_LABELS = Path("/work/shared/data/dsb2018/val/labels")
 
 
 def hand_made_pair():
@@ -101,7 +99,7 @@ def test_iou_equal_to_threshold_does_not_match():
     pred[0, 0:11] = 1
     truth[0, 25:35] = 2
     pred[0, 25:32] = 2
-    result = metrics.evaluate_image(truth, pred, thresholds=[0.5, 0.55, 0.65, 0.7])
+    result = metrics.evaluate_image(truth, pred, metrics.EvaluateOptions(thresholds=[0.5, 0.55, 0.65, 0.7]))
     np.testing.assert_array_equal(result.tp, [2, 1, 1, 0])
 
 
@@ -188,7 +186,7 @@ def test_below_half_is_an_optimal_assignment():
     truth[0, 10:20] = 2
     pred[0, 0:3] = 1
     pred[0, 5:15] = 2
-    result = metrics.evaluate_image(truth, pred, thresholds=[0.25, 0.5], match_threshold=0.25)
+    result = metrics.evaluate_image(truth, pred, metrics.EvaluateOptions(thresholds=[0.25, 0.5], match_threshold=0.25))
     np.testing.assert_array_equal(result.tp, [2, 0])
     np.testing.assert_array_equal(result.truth_match_id, [1, 2])
     np.testing.assert_array_equal(result.pred_match_id, [1, 2])
@@ -203,7 +201,7 @@ def test_below_half_prefers_larger_iou_among_equal_counts():
     truth[0, :] = 1
     pred[0, 0:9] = 5
     pred[0, 10:17] = 6
-    result = metrics.evaluate_image(truth, pred, thresholds=[0.3], match_threshold=0.3)
+    result = metrics.evaluate_image(truth, pred, metrics.EvaluateOptions(thresholds=[0.3], match_threshold=0.3))
     np.testing.assert_array_equal(result.tp, [1])
     np.testing.assert_array_equal(result.truth_match_id, [5])
     np.testing.assert_array_equal(result.pred_matched, [True, False])
@@ -255,12 +253,12 @@ def test_matching_against_brute_force(seed):
     truth = random_rectangles(rng, (20, 20), rng.integers(1, 7), (3, 10))
     pred = random_rectangles(rng, (20, 20), rng.integers(1, 7), (3, 10))
     thresholds = [0.05, 0.15, 0.25, 0.35, 0.5, 0.7]
-    result = metrics.evaluate_image(truth, pred, thresholds=thresholds)
+    result = metrics.evaluate_image(truth, pred, metrics.EvaluateOptions(thresholds=thresholds))
     for i, threshold in enumerate(thresholds):
         count, total = brute_force(truth, pred, threshold)
         assert result.tp[i] == count
         at_t = metrics.evaluate_image(
-            truth, pred, thresholds=[threshold], match_threshold=threshold
+            truth, pred, metrics.EvaluateOptions(thresholds=[threshold], match_threshold=threshold)
         )
         if count:
             assert at_t.mean_matched_iou == pytest.approx(total / count)
@@ -294,7 +292,7 @@ def test_match_ids_are_mutual():
     rng = np.random.default_rng(3)
     truth = random_rectangles(rng, (80, 80), 40, (4, 16))
     pred = random_rectangles(rng, (80, 80), 40, (4, 16))
-    result = metrics.evaluate_image(truth, pred, match_threshold=0.3)
+    result = metrics.evaluate_image(truth, pred, metrics.EvaluateOptions(match_threshold=0.3))
     pred_index = {int(j): k for k, j in enumerate(result.pred_ids)}
     matched = result.truth_matched
     for i, j in zip(result.truth_ids[matched], result.truth_match_id[matched]):
@@ -317,11 +315,28 @@ def test_bad_labels(truth, pred, message):
         metrics.evaluate_image(truth, pred)
 
 
-@pytest.mark.parametrize("thresholds", [[], [0.5, 1.0], [-0.1], [0.5, 0.5], [float("nan")]])
-def test_bad_thresholds(thresholds):
-    labels = np.zeros((4, 4), np.uint8)
-    with pytest.raises(InputError, match="threshold"):
-        metrics.evaluate_image(labels, labels, thresholds=thresholds)
+@pytest.mark.parametrize("options, field, message", [
+    ({"thresholds": []}, "thresholds", "non-empty"),
+    ({"thresholds": [0.5, 1.0]}, "thresholds", r"in \[0, 1\), got 1.0"),
+    ({"thresholds": [-0.1]}, "thresholds", r"in \[0, 1\), got -0.1"),
+    ({"thresholds": [0.5, 0.5]}, "thresholds", "must not repeat"),
+    ({"thresholds": [float("nan")]}, "thresholds", "finite number"),
+    ({"match_threshold": 1.0}, "match_threshold", r"match_threshold must be in \[0, 1\)"),
+    ({"report_thresholds": [0.52]}, "report_thresholds", "among the thresholds scored"),
+    ({"thresholds": [0.5], "report_thresholds": [0.75]}, "report_thresholds", r"scored \(0.5\)"),
+])
+def test_bad_options_name_the_field(options, field, message):
+    with pytest.raises(InputError, match=message) as error:
+        metrics.EvaluateOptions(**options)
+    assert error.value.field == field
+
+
+def test_options_are_normalised_once():
+    options = metrics.EvaluateOptions(thresholds=np.array([0.75, 0.5]), match_threshold=np.float32(0.5),
+                                      report_thresholds=[0.75, 0.5, 0.75])
+    assert options.thresholds == (0.75, 0.5) and all(type(t) is float for t in options.thresholds)
+    assert options.match_threshold == 0.5 and options.report_thresholds == (0.5, 0.75)
+    assert metrics.EvaluateOptions().thresholds == metrics.DSB_THRESHOLDS
 
 
 def test_summarize_means_over_images():
@@ -346,7 +361,7 @@ def test_summarize_means_over_images():
     with pytest.raises(InputError):
         metrics.summarize([])
     with pytest.raises(InputError, match="same thresholds"):
-        metrics.summarize([hand, metrics.evaluate_image(truth, pred, thresholds=[0.5])])
+        metrics.summarize([hand, metrics.evaluate_image(truth, pred, metrics.EvaluateOptions(thresholds=[0.5]))])
 
 
 def perturbed_predictions(truth, rng):
@@ -362,19 +377,25 @@ def perturbed_predictions(truth, rng):
 
 
 def stardist_comparison_pairs():
-    """Random pairs, and DSB validation labels with perturbed predictions when available."""
+    """Random pairs, and random truths with perturbed predictions."""
     rng = np.random.default_rng(12)
     pairs = []
     for _ in range(8):
         truth = random_rectangles(rng, (96, 96), 30, (4, 18))
         pairs.append((truth, random_rectangles(rng, (96, 96), 30, (4, 18))))
         pairs.extend((truth, pred) for pred in perturbed_predictions(truth, rng))
-    if DSB_VAL_LABELS.is_dir():
-        from nucleai.labelio import read_labels
+    return pairs
 
-        for path in sorted(DSB_VAL_LABELS.glob("*.tif"))[:6]:
-            truth = read_labels(path)
-            pairs.extend((truth, pred) for pred in perturbed_predictions(truth, rng))
+
+def dsb_comparison_pairs(dsb2018):
+    """DSB validation labels with perturbed predictions."""
+    from nucleai.labelio import read_labels
+
+    rng = np.random.default_rng(12)
+    pairs = []
+    for path in sorted((dsb2018 / "val" / "labels").glob("*.tif"))[:6]:
+        truth = read_labels(path)
+        pairs.extend((truth, pred) for pred in perturbed_predictions(truth, rng))
     return pairs
 
 
@@ -382,10 +403,17 @@ THRESHOLDS = [0.1, 0.3, 0.5, 0.55, 0.7, 0.85, 0.95]
 
 
 def test_against_stardist_matching_dataset():
+    assert_matches_stardist_matching_dataset(stardist_comparison_pairs())
+
+
+def test_against_stardist_matching_dataset_on_dsb_labels(dsb2018):
+    assert_matches_stardist_matching_dataset(dsb_comparison_pairs(dsb2018))
+
+
+def assert_matches_stardist_matching_dataset(pairs):
     matching = pytest.importorskip("stardist.matching")
-    pairs = stardist_comparison_pairs()
     assert all(truth.any() or pred.any() for truth, pred in pairs)
-    ours = metrics.summarize(metrics.evaluate_image(t, p, thresholds=THRESHOLDS) for t, p in pairs)
+    ours = metrics.summarize(metrics.evaluate_image(t, p, metrics.EvaluateOptions(thresholds=THRESHOLDS)) for t, p in pairs)
     theirs_t = [t + STRICT for t in THRESHOLDS]
     truths, preds = [t for t, _ in pairs], [p for _, p in pairs]
     by_image = matching.matching_dataset(
@@ -406,7 +434,7 @@ def test_against_stardist_matching_per_image():
         for threshold in THRESHOLDS:
             theirs = matching.matching(truth, pred, thresh=threshold + STRICT)
             ours = metrics.evaluate_image(
-                truth, pred, thresholds=[threshold], match_threshold=threshold
+                truth, pred, metrics.EvaluateOptions(thresholds=[threshold], match_threshold=threshold)
             )
             assert (ours.tp[0], ours.fp[0], ours.fn[0]) == (theirs.tp, theirs.fp, theirs.fn)
             assert (ours.n_truth, ours.n_pred) == (theirs.n_true, theirs.n_pred)

@@ -42,9 +42,9 @@ def test_models_dir_is_the_repos_models_folder_unless_overridden(monkeypatch, tm
 def test_a_bundled_model_is_found_by_name_and_a_folder_by_path(model_dir, monkeypatch):
     monkeypatch.setenv(models.MODELS_DIR_ENV, str(model_dir.parent))
     assert models.bundled_models() == ["fluo_nuclei"]
-    assert models.resolve_model("fluo_nuclei") == model_dir.resolve()
-    assert models.resolve_model(str(model_dir)) == model_dir.resolve()
-    assert models.resolve_model(model_dir) == model_dir.resolve()
+    assert models.locate("fluo_nuclei") == model_dir.resolve()
+    assert models.locate(str(model_dir)) == model_dir.resolve()
+    assert models.locate(model_dir) == model_dir.resolve()
 
 
 def test_a_bundled_name_wins_over_a_local_folder_unless_written_as_a_path(
@@ -53,9 +53,9 @@ def test_a_bundled_name_wins_over_a_local_folder_unless_written_as_a_path(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "fluo_nuclei").mkdir()
     (tmp_path / "mine").mkdir()
-    assert models.resolve_model("fluo_nuclei") == model_dir.resolve()
-    assert models.resolve_model("./fluo_nuclei") == (tmp_path / "fluo_nuclei").resolve()
-    assert models.resolve_model("mine") == (tmp_path / "mine").resolve()
+    assert models.locate("fluo_nuclei") == model_dir.resolve()
+    assert models.locate("./fluo_nuclei") == (tmp_path / "fluo_nuclei").resolve()
+    assert models.locate("mine") == (tmp_path / "mine").resolve()
     assert models.bundled_model_dir("fluo_nuclei") == model_dir.resolve()
     with pytest.raises(InputError, match="no bundled model 'mine'"):
         models.bundled_model_dir("mine")
@@ -64,41 +64,41 @@ def test_a_bundled_name_wins_over_a_local_folder_unless_written_as_a_path(
 def test_without_a_models_folder_the_error_says_how_to_point_at_one(monkeypatch, tmp_path):
     monkeypatch.setenv(models.MODELS_DIR_ENV, str(tmp_path / "absent"))
     with pytest.raises(InputError, match="set NUCLEAI_MODELS_DIR"):
-        models.resolve_model("fluo_nuclei")
+        models.locate("fluo_nuclei")
 
 
 def test_an_unknown_model_names_what_exists(model_dir, monkeypatch, tmp_path):
     monkeypatch.setenv(models.MODELS_DIR_ENV, str(model_dir.parent))
-    with pytest.raises(InputError, match="no bundled model 'fluo_nucleii'.*bundled models: fluo_nuclei"):
-        models.resolve_model("fluo_nucleii")
+    with pytest.raises(InputError, match="no bundled model 'fluo_nucleii'.*bundled star-convex models: fluo_nuclei"):
+        models.locate("fluo_nucleii")
     with pytest.raises(InputError, match="does not exist"):
-        models.resolve_model(str(tmp_path / "nowhere"))
+        models.locate(str(tmp_path / "nowhere"))
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="is a file"):
-        models.resolve_model(str(tmp_path / "file"))
+        models.locate(str(tmp_path / "file"))
 
 
 def test_the_spec_reads_config_thresholds_weights_and_diameter(model_dir):
-    spec = models.read_model_spec(model_dir)
+    spec = models.read_spec(model_dir)
     assert (spec.prob_thresh, spec.nms_thresh) == (PROB_THRESH, NMS_THRESH)
     assert spec.thresholds_from == "thresholds.json"
     assert spec.weights.name == "weights_best.h5"
     assert spec.n_rays == 16 and spec.grid == (2, 2) and spec.n_channel_in == 1
-    assert spec.div_by == (8, 8)  # unet_pool 2 ** depth 2 * grid 2
+    assert spec.div_by == (8, 8) == models.div_by(spec.config)  # unet_pool 2 ** depth 2 * grid 2
     assert spec.object_diameter > 0
 
 
 def test_without_thresholds_json_stardists_defaults_apply(copy_of):
     folder = copy_of()
     (folder / "thresholds.json").unlink()
-    spec = models.read_model_spec(folder)
+    spec = models.read_spec(folder)
     assert (spec.prob_thresh, spec.nms_thresh, spec.thresholds_from) == (0.5, 0.4, "default")
 
 
 def test_weights_last_is_used_without_weights_best(copy_of):
     folder = copy_of()
     (folder / "weights_best.h5").unlink()
-    assert models.read_model_spec(folder).weights.name == "weights_last.h5"
+    assert models.read_spec(folder).weights.name == "weights_last.h5"
 
 
 @pytest.mark.parametrize("breakage, message", [
@@ -119,7 +119,7 @@ def test_a_broken_folder_is_reported_naming_the_file(copy_of, breakage, message)
     folder = copy_of()
     breakage(folder)
     with pytest.raises(InputError, match=message) as error:
-        models.read_model_spec(folder)
+        models.read_spec(folder)
     assert str(folder) in str(error.value)
 
 
@@ -134,7 +134,7 @@ def test_only_checkpoints_named_otherwise_are_listed(copy_of):
     (folder / "weights_best.h5").rename(folder / "weights_now.h5")
     (folder / "weights_last.h5").unlink()
     with pytest.raises(InputError, match=r"found only weights_now.h5"):
-        models.read_model_spec(folder)
+        models.read_spec(folder)
 
 
 def test_truncated_weights_are_reported(copy_of):
@@ -142,48 +142,48 @@ def test_truncated_weights_are_reported(copy_of):
     weights = folder / "weights_best.h5"
     weights.write_bytes(weights.read_bytes()[:2000])
     with pytest.raises(InputError, match=r"weights_best.h5: the weights do not load"):
-        models.load_model(folder)
+        models.load(folder)
 
 
 def test_weights_of_another_architecture_are_reported(copy_of):
     folder = copy_of()
     _edit_config(folder, unet_n_filter_base=16)
     with pytest.raises(InputError, match=r"weights_best.h5: the weights do not load"):
-        models.load_model(folder)
+        models.load(folder)
 
 
 def test_a_config_stardist_cannot_build_is_reported(copy_of):
     folder = copy_of()
     _edit_config(folder, unet_n_depth=-1)
     with pytest.raises(InputError, match=r"config.json"):
-        models.load_model(folder)
+        models.load(folder)
 
 
 def test_an_install_without_tensorflow_says_what_to_install(copy_of, monkeypatch):
     # TensorFlow is an extra of the distribution; stardist's model module cannot import without it.
     monkeypatch.setitem(sys.modules, "stardist.models", None)
     with pytest.raises(InputError, match=r"needs TensorFlow and stardist.*pip install tensorflow-cpu"):
-        models.load_model(copy_of())
+        models.load(copy_of())
 
 
 def test_the_model_is_loaded_once_and_reloaded_when_its_files_change(copy_of):
     folder = copy_of()
-    first = models.load_model(folder)
-    assert models.load_model(str(folder)) is first
+    first = models.load(folder)
+    assert models.load(str(folder)) is first
     weights = folder / "weights_best.h5"
     stamp = weights.stat().st_mtime_ns + 10**9
     os.utime(weights, ns=(stamp, stamp))
-    second = models.load_model(folder)
+    second = models.load(folder)
     assert second is not first
-    assert models.load_model(folder) is second
-    models.clear_cache()
-    assert models.load_model(folder) is not second
+    assert models.load(folder) is second
+    assert models.release() >= 1
+    assert models.load(folder) is not second
 
 
 def test_the_network_gives_stardists_outputs_exactly(model_dir):
     from stardist.models import StarDist2D
 
-    model = models.load_model(model_dir)
+    model = models.load(model_dir)
     reference = StarDist2D(None, name=model_dir.name, basedir=str(model_dir.parent))
     rng = np.random.default_rng(1)
     x = rng.normal(size=(96, 72, 1)).astype(np.float32)
@@ -195,6 +195,6 @@ def test_the_network_gives_stardists_outputs_exactly(model_dir):
 
 
 def test_the_tile_overlap_is_the_receptive_field(model_dir):
-    model = models.load_model(model_dir)
+    model = models.load(model_dir)
     overlap = model.tile_overlap
     assert len(overlap) == 2 and all(0 < o < 128 for o in overlap)

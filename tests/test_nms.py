@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,10 +18,11 @@ import pytest
 from nucleai import nms
 from nucleai._nms import snapped_polygons
 from nucleai.errors import InputError
+from testdata import FIXTURES
 
 stardist_nms = pytest.importorskip("stardist.nms")
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nms"
+NMS_FIXTURES = FIXTURES / "nms"
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -290,11 +290,11 @@ def test_agrees_with_stardist_on_50_random_candidate_sets():
     assert differing <= 0.001 * total
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("map_*.npz")))
+@pytest.mark.parametrize("name", sorted(p.name for p in NMS_FIXTURES.glob("map_*.npz")))
 def test_agrees_with_stardist_on_network_output_fixtures(name):
     """Real-ish prob/dist maps (a small StarDist network and ground-truth-derived maps on DSB
     images, see make_fixtures.py), with the survivors stardist 0.9.2 kept."""
-    case = np.load(FIXTURES / name)
+    case = np.load(NMS_FIXTURES / name)
     kwargs = dict(grid=tuple(case["grid"]), b=int(case["b"]),
                   nms_thresh=float(case["nms_thresh"]), prob_thresh=float(case["prob_thresh"]))
     points, scores, dist = nms.non_maximum_suppression(case["dist"], case["prob"], **kwargs)
@@ -310,7 +310,7 @@ def test_clipper_rounding_fixture(name):
     """Pairs where stardist and we disagree: our overlap is the exact one, stardist's is off by
     its integer rounding, and the two lie on different sides of the threshold (pairs from
     random sets, and from the DSB mosaic of benchmarks/nms.py)."""
-    case = np.load(FIXTURES / name)
+    case = np.load(NMS_FIXTURES / name)
     for k in range(len(case["thresh"])):
         dist, points = case["dist"][k], case["points"][k]
         polygons, _ = snapped_polygons(dist, points)

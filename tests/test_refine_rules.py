@@ -359,19 +359,19 @@ def test_bad_inputs_are_refused_with_clear_messages():
         refine(labels, np.zeros((20, 21), np.float32))
     with pytest.raises(InputError, match="between 0 and 1"):
         refine(labels, np.full((20, 20), 2.0))
-    with pytest.raises(InputError, match="integer ids"):
+    with pytest.raises(InputError, match="objects must be a label image of integers.*binary mask"):
         refine(labels > 0, ones_like(labels))
     with pytest.raises(InputError, match="2-D label image"):
         refine(labels[np.newaxis], ones_like(labels)[np.newaxis])
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"p1": 1.5}, "p1 .*between 0.0 and 1.0, got 1.5"),
-    ({"p2": -1}, "p2 .*at least 0"),
-    ({"p4": 1.5}, "p4 .*whole number"),
-    ({"p5": 11}, "p5 .*between 0 and 10"),
-    ({"p6": float("nan")}, "p6 must be a number"),
-    ({"p3": "high"}, "p3 must be a number"),
+    ({"p1": 1.5}, r"test: p1 must be in \[0.0, 1.0\], got 1.5 \(p1: merge an object"),
+    ({"p2": -1}, "test: p2 must be at least 0, got -1"),
+    ({"p4": 1.5}, "test: p4 must be a whole number"),
+    ({"p5": 11}, r"test: p5 must be in \[0, 10\], got 11"),
+    ({"p6": float("nan")}, "test: p6 must be a finite number"),
+    ({"p3": "high"}, "test: p3 must be a finite number"),
     ({"P1": 0.2}, "unknown parameter.*P1"),
 ])
 def test_parameters_out_of_range_are_refused(params, message):

@@ -8,7 +8,7 @@ import pytest
 
 from nucleai import models
 from nucleai.errors import InputError
-from nucleai.refine import apply, training, unet
+from nucleai.refine import PUBLISHED, apply, training, unet
 from tiny_model import synthetic_image, tiny_model_dir
 from tiny_unet import synthetic_pairs, tiny_unet_dir
 
@@ -49,7 +49,7 @@ def test_the_receptive_radius_bounds_the_networks_reach():
 
 
 def test_tiled_prediction_equals_the_whole_image(model_dir):
-    model = unet.load_unet(model_dir)
+    model = models.load(model_dir, kind="unet")
     image, _ = synthetic_image(np.random.default_rng(2), (203, 171), n_objects=15)
     whole = unet.predict_classes(image, model, tiles=(1, 1))
     tiled = unet.predict_classes(image, model, tiles="3x2")
@@ -59,7 +59,7 @@ def test_tiled_prediction_equals_the_whole_image(model_dir):
 
 
 def test_the_trained_network_finds_the_blobs(model_dir):
-    model = unet.load_unet(model_dir)
+    model = models.load(model_dir, kind="unet")
     image, labels = synthetic_image(np.random.default_rng(4), (128, 160), n_objects=12)
     prob = unet.predict_probability(image, model)
     assert prob.dtype == np.float32 and 0 <= prob.min() and prob.max() <= 1
@@ -67,7 +67,7 @@ def test_the_trained_network_finds_the_blobs(model_dir):
 
 
 def test_auto_tiles_cover_large_images(model_dir, monkeypatch):
-    model = unet.load_unet(model_dir)
+    model = models.load(model_dir, kind="unet")
     image, _ = synthetic_image(np.random.default_rng(5), (90, 140), n_objects=8)
     whole = unet.predict_classes(image, model, tiles=(1, 1))
     monkeypatch.setattr(unet, "TILE_SIDE", 48)
@@ -76,28 +76,28 @@ def test_auto_tiles_cover_large_images(model_dir, monkeypatch):
 
 def test_the_model_folder_is_checked(model_dir, tmp_path):
     with pytest.raises(InputError, match="does not exist"):
-        unet.read_unet_spec(tmp_path / "nowhere")
+        models.read_spec(tmp_path / "nowhere", kind="unet")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InputError, match="has no config.json"):
-        unet.read_unet_spec(empty)
-    with pytest.raises(InputError, match="not a refinement U-Net"):
-        unet.read_unet_spec(tiny_model_dir())
+        models.read_spec(empty, kind="unet")
+    with pytest.raises(InputError, match="a star-convex model, not a contour-refinement U-Net"):
+        models.read_spec(tiny_model_dir(), kind="unet")
     folder = tmp_path / "model"
     shutil.copytree(model_dir, folder)
-    spec = unet.read_unet_spec(folder)
+    spec = models.read_spec(folder, kind="unet")
     assert spec.params_from == "published" and spec.weights.name == "weights_best.h5"
     (folder / "refine.json").write_text(json.dumps({"parameters": {"p4": -1}}))
-    with pytest.raises(InputError, match=r"refine.json: p4 .*between 0 and 10"):
-        unet.read_unet_spec(folder)
+    with pytest.raises(InputError, match=r"refine.json: p4 must be in \[0, 10\], got -1"):
+        models.read_spec(folder, kind="unet")
     (folder / "refine.json").write_text("[1, 2]")
     with pytest.raises(InputError, match="'parameters' object"):
-        unet.read_unet_spec(folder)
+        models.read_spec(folder, kind="unet")
     (folder / "refine.json").unlink()
     for name in ("weights_best.h5", "weights_last.h5"):
         (folder / name).unlink()
     with pytest.raises(InputError, match="has no weights_best.h5 or weights_last.h5"):
-        unet.read_unet_spec(folder)
+        models.read_spec(folder, kind="unet")
     config = json.loads((model_dir / "config.json").read_text())
     for change, message in (({"n_classes": 2}, "n_classes must be 3"), ({"unet_n_depth": 0}, "unet_n_depth"),
                             ({"percentiles": [5, 1]}, "percentiles")):
@@ -110,33 +110,35 @@ def test_broken_weights_are_reported_with_the_file(model_dir, tmp_path):
     shutil.copytree(model_dir, folder)
     (folder / "weights_best.h5").write_bytes(b"not hdf5")
     with pytest.raises(InputError, match="weights_best.h5: the weights do not load"):
-        unet.load_unet(folder)
+        models.load(folder, kind="unet")
 
 
 def test_a_model_is_loaded_once_and_retuned_parameters_are_seen(model_dir, tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(model_dir, folder)
-    first = unet.load_unet(folder)
-    assert unet.load_unet(folder) is first and first.spec.params_from == "published"
+    first = models.load(folder, kind="unet")
+    assert models.load(folder, kind="unet") is first and first.spec.params_from == "published"
     (folder / "refine.json").write_text(json.dumps({"parameters": {"p2": 7}}))
-    again = unet.load_unet(folder)
-    assert again is first and again.spec.params["p2"] == 7
+    again = models.load(folder, kind="unet")
+    assert again is not first and again.spec.params["p2"] == 7
+    assert first.spec.params == PUBLISHED and first.spec.params_from == "published"  # untouched
+    assert models.load(folder, kind="unet") is again
 
 
 def test_star_convex_and_refinement_folders_are_told_apart(model_dir):
     assert models.model_kind(model_dir) == "unet"
     assert models.model_kind(tiny_model_dir()) == "starconvex"
-    with pytest.raises(InputError, match="contour-refinement U-Net, not a star-convex model"):
-        models.read_model_spec(model_dir)
+    with pytest.raises(InputError, match="a contour-refinement U-Net, not a star-convex model"):
+        models.read_spec(model_dir)
 
 
 def test_refine_image_checks_sizes_before_predicting(model_dir):
-    model = unet.load_unet(model_dir)
+    model = models.load(model_dir, kind="unet")
     with pytest.raises(InputError, match="objects are 10x12 but the image is 10x13"):
         apply.refine_image(np.zeros((10, 13)), np.zeros((10, 12), int), model)
     image, labels = synthetic_image(np.random.default_rng(6), (80, 90), n_objects=6)
     timings = {}
-    result = apply.refine_image(image, labels, model, params={"p6": 0.0, "p2": 0}, timings=timings)
+    result = apply.refine_image(image, labels, model, apply.RefineOptions(p6=0.0, p2=0), timings=timings)
     assert result.refinement.params["p6"] == 0.0 and result.refinement.params["p1"] == 0.17
     assert result.prob.shape == (80, 90) and {"normalize", "network", "refine"} <= set(timings)
 
@@ -153,7 +155,7 @@ def test_training_uses_the_shared_loop_and_resumes(tmp_path):
                                  augmenter=augmenter, progress=False)
     assert result.epochs_done == 1 and (folder / "weights_best.h5").is_file()
     assert json.loads((folder / "config.json").read_text()) == config
-    unet.load_unet(folder)  # a usable model folder
+    models.load(folder, kind="unet")  # a usable model folder
     more = training.default_settings(patch_size=(32, 32), batch_size=2, steps_per_epoch=2, epochs=2)
     assert training.train_unet(pairs[:2], pairs[2:], folder, config=config, settings=more,
                                augmenter=augmenter, progress=False).epochs_done == 2

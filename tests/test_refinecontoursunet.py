@@ -9,37 +9,26 @@ real images) beside the repository's star-convex ``fluo_nuclei``.
 import io
 import json
 import shutil
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
 
+import refinecontoursunet
+from cellprofiler_core.pipeline import Pipeline
+from cellprofiler_core.setting import ValidationError
+from cellprofiler_core.utilities.core.modules import fill_modules
+from cellprofiler_run import FakeFigure
+from cellprofiler_run import run_module as run_in_workspace
 from cellprofiler_run import run_pipeline
 from nucleai import models
 from nucleai.errors import InputError
 from nucleai.refine import apply, unet
+from testdata import EXAMPLES, IMAGES, REPO
 from tiny_model import synthetic_image, tiny_model_dir
 from tiny_unet import tiny_unet_dir
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "example_pipelines"
 PIPELINE = EXAMPLES / "refine_nuclei.cppipe"
-
-sys.path.insert(0, str(REPO / "plugins"))
-import cellprofiler_core.preferences  # noqa: E402
-
-cellprofiler_core.preferences.set_headless()
-cellprofiler_core.preferences.set_plugin_directory(str(REPO / "plugins"), globally=False)
-import refinecontoursunet  # noqa: E402
-from cellprofiler_core.image import Image, ImageSetList  # noqa: E402
-from cellprofiler_core.measurement import Measurements  # noqa: E402
-from cellprofiler_core.object import Objects, ObjectSet  # noqa: E402
-from cellprofiler_core.pipeline import Pipeline  # noqa: E402
-from cellprofiler_core.setting import ValidationError  # noqa: E402
-from cellprofiler_core.utilities.core.modules import fill_modules  # noqa: E402
-from cellprofiler_core.workspace import Workspace  # noqa: E402
 
 LENIENT = {"p1": 0.3, "p2": 10, "p3": 0.5, "p4": 1, "p5": 1, "p6": 0.3}
 
@@ -81,19 +70,8 @@ def make_module(model_dir, **values):
 
 
 def run_module(module, images, labels):
-    pipeline = Pipeline()
-    pipeline.add_module(module)
-    image_set_list = ImageSetList()
-    image_set = image_set_list.get_image_set(0)
-    for name, pixels in images.items():
-        image_set.add(name, Image(pixels))
-    object_set = ObjectSet()
-    objects = Objects()
-    objects.segmented = labels
-    object_set.add_objects(objects, "Detected")
-    workspace = Workspace(pipeline, module, image_set, object_set, Measurements(), image_set_list)
-    module.run(workspace)
-    return workspace
+    """Run the module on one image set in which an earlier module detected ``labels``."""
+    return run_in_workspace(module, images, {"Detected": labels})
 
 
 def lenient(model_dir, **values):
@@ -103,18 +81,19 @@ def lenient(model_dir, **values):
 def test_objects_equal_the_backends_and_parents_follow_the_provenance(model_dir, scene):
     image, truth, objects = scene
     workspace = run_module(lenient(model_dir), {"DNA": image}, objects)
-    expected = apply.refine_image(image, objects, unet.load_unet(model_dir), params=LENIENT).refinement
+    expected = apply.refine_image(image, objects, models.load(model_dir, kind="unet"), apply.RefineOptions(**LENIENT)).refinement
     refined = workspace.object_set.get_objects("RefinedNuclei").segmented
     np.testing.assert_array_equal(refined, expected.labels)
     m = workspace.measurements
     count = expected.count
     assert count > 5 and m.get_current_image_measurement("Count_RefinedNuclei") == count
+    # ObjectProcessing's parents (the input object an output object overlaps most) are the ones
+    # the refinement names each output object after
     parents = m.get_current_measurement("RefinedNuclei", "Parent_Detected")
     np.testing.assert_array_equal(parents, expected.parents)
     children = m.get_current_measurement("Detected", "Children_RefinedNuclei_Count")
     assert len(children) == objects.max()  # one value per input object number (ids 1 ... 61)
-    for input_id, output_id in zip(expected.input_ids, expected.output_of):
-        assert children[input_id - 1] == (output_id > 0)
+    np.testing.assert_array_equal(children, np.bincount(expected.parents, minlength=objects.max() + 1)[1:])
     # the split object was merged back: one output object with two input objects
     merged = m.get_current_measurement("RefinedNuclei", "RefineContoursUNet_InputCount")
     assert merged.max() == 2 and merged.sum() == np.count_nonzero(expected.output_of)
@@ -126,7 +105,7 @@ def test_objects_equal_the_backends_and_parents_follow_the_provenance(model_dir,
 def test_change_measurements(model_dir, scene):
     image, truth, objects = scene
     workspace = run_module(lenient(model_dir), {"DNA": image}, objects)
-    expected = apply.refine_image(image, objects, unet.load_unet(model_dir), params=LENIENT).refinement
+    expected = apply.refine_image(image, objects, models.load(model_dir, kind="unet"), apply.RefineOptions(**LENIENT)).refinement
     m = workspace.measurements
     counts = expected.counts()
     assert counts["small"] >= 1  # the speck
@@ -163,12 +142,30 @@ def test_the_model_parameters_are_used_unless_set(model_dir, scene, tmp_path):
         from_model.measurements.get_current_image_measurement("Count_RefinedNuclei")
 
 
+def test_switching_to_own_parameters_starts_from_the_models_tuned_values(model_dir, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    (folder / "refine.json").write_text(json.dumps({"parameters": LENIENT}))
+    module = make_module(folder)
+    assert module.p2.value == 44  # the published value until the user switches
+    module.use_model_parameters.value = False
+    module.on_setting_changed(module.use_model_parameters, Pipeline())
+    assert {name: getattr(module, name).value for name in LENIENT} == LENIENT
+    module.p2.value = 12  # the user's own change is kept when other settings change
+    module.on_setting_changed(module.tiling, Pipeline())
+    assert module.p2.value == 12
+    unusable = make_module(tmp_path / "nowhere")
+    unusable.use_model_parameters.value = False
+    unusable.on_setting_changed(unusable.use_model_parameters, Pipeline())
+    assert unusable.p2.value == 44
+
+
 def test_the_probability_map_can_be_saved(model_dir, scene):
     image, _, objects = scene
     workspace = run_module(lenient(model_dir, save_probability=True, probability_name="P"), {"DNA": image}, objects)
     prob = workspace.image_set.get_image("P").pixel_data
     assert prob.shape == image.shape and 0 <= prob.min() and prob.max() <= 1
-    np.testing.assert_allclose(prob, unet.predict_probability(image, unet.load_unet(model_dir)), atol=1e-6)
+    np.testing.assert_array_equal(prob, unet.predict_probability(image, models.load(model_dir, kind="unet")))
 
 
 def test_tiles_and_colour_channel_reach_the_backend(model_dir, scene):
@@ -196,12 +193,12 @@ def test_a_missing_or_broken_model_fails_validation(model_dir, tmp_path, monkeyp
     folder = tmp_path / "broken"
     shutil.copytree(model_dir, folder)
     (folder / "refine.json").write_text(json.dumps({"parameters": {"p1": 3}}))
-    with pytest.raises(ValidationError, match=r"refine.json: p1 .* between 0.0 and 1.0"):
+    with pytest.raises(ValidationError, match=r"refine.json: p1 must be in \[0.0, 1.0\], got 3.0"):
         make_module(folder).validate_module(Pipeline())
     with pytest.raises(InputError, match="RefineContoursUNet: setting 'Refinement model folder'.*p1"):
         run_module(make_module(folder), {"DNA": np.zeros((32, 32))}, np.zeros((32, 32), int))
     star_convex = tiny_model_dir()
-    with pytest.raises(ValidationError, match="not a refinement U-Net"):
+    with pytest.raises(ValidationError, match="a star-convex model, not a contour-refinement U-Net"):
         make_module(star_convex).validate_module(Pipeline())
     monkeypatch.setenv(models.MODELS_DIR_ENV, str(model_dir.parent))
     module = make_module(model_dir, model_source=refinecontoursunet.MODEL_BUNDLED, bundled_model="fluo_refine")
@@ -276,25 +273,6 @@ def test_measurement_columns_categories_and_relationships(model_dir):
     assert module.volumetric() is False
 
 
-class FakeFigure:
-    """Records what display() asks CellProfiler's figure to show."""
-
-    def __init__(self):
-        self.calls = []
-
-    def set_subplots(self, *args, **kwargs):
-        self.calls.append(("set_subplots", args))
-
-    def __getattr__(self, name):
-        if not name.startswith("subplot_"):
-            raise AttributeError(name)
-
-        def record(x, y, image, title=None, **kwargs):
-            self.calls.append((name, (x, y), np.asarray(image).shape, title, kwargs))
-            return f"axes{x}{y}"
-        return record
-
-
 def test_display_shows_input_and_refined_outlines_probability_and_counts(model_dir, scene):
     image, _, objects = scene
     module = lenient(model_dir)
@@ -315,10 +293,9 @@ def test_display_shows_input_and_refined_outlines_probability_and_counts(model_d
 
 @pytest.fixture(scope="module")
 def models_folder(model_dir, tmp_path_factory):
-    """fluo_nuclei (the repository's, else the tiny stand-in) and the tiny U-Net as fluo_refine."""
+    """The repository's fluo_nuclei, and the tiny U-Net as fluo_refine."""
     root = tmp_path_factory.mktemp("models")
-    star_convex = REPO / "models" / "fluo_nuclei"
-    shutil.copytree(star_convex if star_convex.is_dir() else tiny_model_dir(), root / "fluo_nuclei")
+    shutil.copytree(REPO / "models" / "fluo_nuclei", root / "fluo_nuclei")
     shutil.copytree(model_dir, root / "fluo_refine")
     (root / "fluo_refine" / "refine.json").write_text(json.dumps({"parameters": LENIENT}))
     with pytest.MonkeyPatch.context() as patch:
@@ -328,7 +305,7 @@ def models_folder(model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def example_run(models_folder, tmp_path_factory):
-    return run_pipeline(PIPELINE, EXAMPLES / "images", tmp_path_factory.mktemp("refine"))
+    return run_pipeline(PIPELINE, IMAGES, tmp_path_factory.mktemp("refine"))
 
 
 def test_the_example_pipeline_is_the_star_convex_one_with_refinement():

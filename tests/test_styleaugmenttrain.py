@@ -11,7 +11,6 @@ loading the trained folder.
 import io
 import json
 import shutil
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,32 +19,26 @@ import pytest
 import skimage.io
 import tifffile
 
+import styleaugmenttrain
+from cellprofiler_core.image import Image, ImageSetList
+from cellprofiler_core.measurement import Measurements
+from cellprofiler_core.modules.inject_objects import InjectObjects
+from cellprofiler_core.modules.injectimage import InjectImage
+from cellprofiler_core.pipeline import Pipeline
+from cellprofiler_core.setting import ValidationError
+from cellprofiler_core.utilities.core.modules import fill_modules
+from cellprofiler_core.workspace import Workspace
+from cellprofiler_run import FakeFigure
+from cellprofiler_run import run_module as run_in_workspace
 from cellprofiler_run import run_pipeline
+from nucleai import models, predict
 from nucleai.errors import InputError
 from nucleai.labelio import write_labels
-from tiny_model import synthetic_image, tiny_model_dir
-
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "example_pipelines"
-
-sys.path.insert(0, str(REPO / "plugins"))
-sys.path.insert(0, str(EXAMPLES))
-import cellprofiler_core.preferences  # noqa: E402
-
-cellprofiler_core.preferences.set_headless()
-cellprofiler_core.preferences.set_plugin_directory(str(REPO / "plugins"), globally=False)
-import styleaugmenttrain  # noqa: E402
-from cellprofiler_core.image import Image, ImageSetList  # noqa: E402
-from cellprofiler_core.measurement import Measurements  # noqa: E402
-from cellprofiler_core.object import Objects, ObjectSet  # noqa: E402
-from cellprofiler_core.pipeline import Pipeline  # noqa: E402
-from cellprofiler_core.setting import ValidationError  # noqa: E402
-from cellprofiler_core.utilities.core.modules import fill_modules  # noqa: E402
-from cellprofiler_core.workspace import Workspace  # noqa: E402
-
-from styleaugmenttrain import (  # noqa: E402
+from nucleai.train import staging
+from styleaugmenttrain import (
     BASE_NONE, CHANNELS_COLOUR, FIRST_PASS_BASE, MODEL_BUNDLED, MODEL_CUSTOM, StyleAugmentTrain,
 )
+from tiny_model import synthetic_image, tiny_model_dir
 
 
 def make_module(folder, **values):
@@ -62,24 +55,31 @@ def make_module(folder, **values):
 
 def run_module(module, pixels, labels=None, number=1, file_name=None, scale=None):
     """Run the module on one image set; ``labels`` None: no objects in the object set."""
-    pipeline = Pipeline()
-    pipeline.add_module(module)
-    image_set_list = ImageSetList()
-    image_set = image_set_list.get_image_set(0)
-    image_set.add("DNA", Image(pixels, scale=scale))
-    object_set = ObjectSet()
-    if labels is not None:
-        objects = Objects()
-        objects.segmented = labels
-        object_set.add_objects(objects, "Truth")
     measurements = Measurements()
     if number != 1:
         measurements.next_image_set(number)
     if file_name is not None:
         measurements.add_image_measurement("FileName_DNA", file_name)
-    workspace = Workspace(pipeline, module, image_set, object_set, measurements, image_set_list)
-    module.run(workspace)
-    return workspace
+    objects = None if labels is None else {"Truth": labels}
+    return run_in_workspace(module, {"DNA": Image(pixels, scale=scale)}, objects, measurements)
+
+
+def providing_pipeline(module):
+    """A pipeline in which earlier modules provide the image and objects the module subscribes to
+    (its prepare_run checks every setting, subscriptions included)."""
+    pipeline = Pipeline()
+    for number, provider in enumerate((InjectImage("DNA", np.zeros((8, 8))),
+                                       InjectObjects("Truth", np.zeros((8, 8), np.int32))), 1):
+        provider.set_module_num(number)
+        pipeline.add_module(provider)
+    module.set_module_num(3)
+    pipeline.add_module(module)
+    return pipeline
+
+
+def prepare(module):
+    pipeline = providing_pipeline(module)
+    return pipeline, Workspace(pipeline, module, None, None, Measurements(), ImageSetList())
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_an_annotated_image_set_is_staged_as_image_and_labels(tmp_path, scene):
     truth = tifffile.imread(root / "labels" / "00003_well_A1.tif")
     assert truth.dtype == np.uint16
     np.testing.assert_array_equal(truth, labels)
-    assert (root / styleaugmenttrain.STAGING_MARKER).is_file()
+    assert (root / staging.MARKER).is_file()
     assert not [p for p in root.rglob(".*") if p.is_file()]  # no temporary files left
     assert workspace.measurements.get_current_image_measurement("StyleAugmentTrain_Annotated") == 1
 
@@ -124,15 +124,15 @@ def test_image_sets_with_zero_objects_are_unannotated(tmp_path, scene):
     assert workspace.measurements.get_current_image_measurement("StyleAugmentTrain_Annotated") == 0
 
 
-def test_8_and_16_bit_images_keep_their_integer_values(tmp_path, scene):
+def test_8_and_16_bit_images_are_staged_as_cellprofiler_holds_them(tmp_path, scene):
+    """No conversion back to the file's integers: training treats both alike (test_train_run)."""
     image, labels = scene
-    for number, (dtype, top) in enumerate(((np.uint8, 255), (np.uint16, 65535)), 1):
-        stored = np.round(image * top).astype(dtype)
-        run_module(make_module(tmp_path), stored.astype(float) / top, labels, number=number,
-                   file_name=f"x{number}.tif", scale=top)
+    for number, top in enumerate((255, 65535), 1):
+        pixels = np.round(image * top) / top
+        run_module(make_module(tmp_path), pixels, labels, number=number, file_name=f"x{number}.tif", scale=top)
         saved = tifffile.imread(tmp_path / "model" / "training_data" / "images" / f"{number:05d}_x{number}.tif")
-        assert saved.dtype == dtype
-        np.testing.assert_array_equal(saved, stored)
+        assert saved.dtype == np.float32
+        np.testing.assert_array_equal(saved, pixels.astype(np.float32))
 
 
 def test_colour_images_are_staged_as_rgb(tmp_path, scene):
@@ -145,25 +145,23 @@ def test_colour_images_are_staged_as_rgb(tmp_path, scene):
 
 
 def test_staged_names():
-    assert styleaugmenttrain.staged_name(7) == "00007"
-    assert styleaugmenttrain.staged_name(123456, "a/b/c d.e.png") == "123456_c_d.e"
-    assert styleaugmenttrain.staged_name(2, "ünïcode?.tif") == "00002_n_code"
+    assert staging.staged_name(7) == "00007"
+    assert staging.staged_name(123456, "a/b/c d.e.png") == "123456_c_d.e"
+    assert staging.staged_name(2, "ünïcode?.tif") == "00002_n_code"
 
 
-def test_objects_of_another_size_are_refused_naming_both_settings(tmp_path, scene):
+def test_objects_of_another_size_are_refused_naming_the_setting(tmp_path, scene):
     image, labels = scene
-    with pytest.raises(InputError, match=r"StyleAugmentTrain: objects 'Truth' are 80x95 but image 'DNA' is "
-                                         r"80x96 \(setting 'Select the ground-truth objects' and "
-                                         r"'Select the input image'\)"):
+    with pytest.raises(InputError, match=r"StyleAugmentTrain: the ground-truth objects has shape \(80, 95\) but "
+                                         r"\(80, 96\) is expected.*\(setting 'Select the ground-truth objects'\)$"):
         run_module(make_module(tmp_path), image, labels[:, :95])
 
 
 def test_prepare_run_empties_only_its_own_staging_folder(tmp_path, scene):
     image, labels = scene
-    module = make_module(tmp_path)
+    module = make_module(tmp_path, use_style=False)
     run_module(module, image, labels)
-    pipeline = Pipeline()
-    workspace = Workspace(pipeline, module, None, None, Measurements(), ImageSetList())
+    pipeline, workspace = prepare(module)
     assert module.prepare_run(workspace) is True
     assert not (tmp_path / "model" / "training_data").exists()
     (tmp_path / "model" / "training_data").mkdir(parents=True)
@@ -171,7 +169,7 @@ def test_prepare_run_empties_only_its_own_staging_folder(tmp_path, scene):
     errors = []
     pipeline.add_listener(lambda _, event: errors.append(event))
     assert module.prepare_run(workspace) is False
-    assert "was not written by this module" in errors[0].message and "'Model name'" in errors[0].message
+    assert "was not written by StyleAugmentTrain" in errors[0].message and "'Model name'" in errors[0].message
     assert (tmp_path / "model" / "training_data" / "mine.txt").is_file()
 
 
@@ -197,16 +195,17 @@ def test_a_sensible_module_validates(tmp_path, model_dir):
 
 
 @pytest.mark.parametrize("values, setting, message", [
-    ({"base_source": BASE_NONE}, "first_pass_source", "choose a base model to fine-tune, or a first-pass"),
+    ({"base_source": BASE_NONE}, "first_pass_source", "give a base model to fine-tune, or a first-pass"),
     ({"base_folder": "Elsewhere...|/nowhere"}, "base_folder", "does not exist"),
     ({"first_pass_source": MODEL_CUSTOM, "first_pass_folder": "Elsewhere...|/nowhere"},
      "first_pass_folder", "does not exist"),
     ({"first_pass_source": MODEL_BUNDLED, "first_pass_bundled": "gone"}, "first_pass_bundled",
      "no bundled model 'gone'"),
-    ({"share_percent": 60}, "share_percent", "10 to 50 percent"),
-    ({"generator_minutes": 0.0}, "generator_minutes", "positive time budget"),
-    ({"generator_size": 97}, "generator_size", "multiple of 2\\*\\*depth"),
-    ({"patch_size": 72}, "patch_size", "multiple of 16"),
+    ({"share_percent": 60}, "share_percent", "synthetic_share must be in \\[0.1, 0.5\\]"),
+    ({"generator_minutes": 0.0}, "generator_minutes", "generator_minutes must be above 0"),
+    ({"generator_size": 97}, "generator_size", "generator_size must be even"),
+    ({"patch_size": 72, "base_source": BASE_NONE, "use_style": False}, "patch_size",
+     "must be a multiple of \\(16, 16\\)"),
     ({"model_name": "a/b"}, "model_name", "folder name"),
     ({"model_name": " "}, "model_name", "folder name"),
 ])
@@ -226,7 +225,7 @@ def test_without_style_augmentation_no_first_pass_model_is_needed(tmp_path, mode
 def test_a_folder_holding_a_foreign_model_is_refused(tmp_path, model_dir):
     shutil.copytree(model_dir, tmp_path / "model")  # a finished model, not trained here
     module = valid_module(tmp_path, model_dir)
-    with pytest.raises(ValidationError, match="already holds a model this module did not train") as error:
+    with pytest.raises(ValidationError, match="already holds a model .* not trained here") as error:
         module.validate_module(Pipeline())
     assert error.value.get_setting() is module.model_name
     with pytest.raises(InputError, match="StyleAugmentTrain: .*already holds a model.*'Model name'"):
@@ -315,7 +314,7 @@ def recorder(monkeypatch):
 def stage(module, scene, n_annotated, n_unannotated):
     """A run's staging: prepare_run (empties the staging folder), then one run() per image set."""
     image, labels = scene
-    assert module.prepare_run(Workspace(Pipeline(), module, None, None, Measurements(), ImageSetList()))
+    assert module.prepare_run(prepare(module)[1])
     for number in range(1, n_annotated + n_unannotated + 1):
         truth = labels if number <= n_annotated else np.zeros_like(labels)
         run_module(module, image, truth, number=number, file_name=f"img{number}.png")
@@ -345,7 +344,7 @@ def test_post_run_trains_on_the_staged_image_sets(tmp_path, model_dir, scene, re
     assert call.base == str(model_dir.resolve()) or Path(call.base) == model_dir
     assert call.first_pass is None  # the base model
     assert call.augmenter.invert_prob == 0.3 and call.progress is False and call.command is None
-    assert any("validation: 1 held out" in line for line in call.data_description)
+    assert any("validation: 1 of the 4 annotated images held out" in line for line in call.data_description)
     summary = dict(workspace.display_data.summary)
     assert summary["Validation DSB score"] == "0.6100" and summary["Probability threshold"] == "0.55"
     assert summary["Styles"] == "1 kept of 3 clusters, 2 dropped (too small)"
@@ -361,7 +360,7 @@ def test_without_styles_unannotated_sets_are_ignored_with_a_note(tmp_path, scene
     (call,) = recorder
     assert call.style is None and call.unlabeled == [] and call.base is None
     assert call.n_channels == 3 and call.settings.minutes == 2.0
-    assert "2 unannotated image sets ignored" in caplog.text
+    assert "2 unannotated images ignored" in caplog.text
     assert dict(workspace.display_data.summary)["Styles"] == "no style augmentation"
 
 
@@ -383,7 +382,7 @@ def test_post_run_errors_name_the_settings(tmp_path, model_dir, scene, recorder)
     with pytest.raises(InputError, match="a validation split needs at least 2.*'Validation fraction'"):
         module.post_run(workspace)
     workspace = stage(module, scene, 3, 0)
-    with pytest.raises(InputError, match="style augmentation needs unannotated image sets.*"
+    with pytest.raises(InputError, match="style augmentation needs unannotated images.*"
                                          "'Use style augmentation\\?'"):
         module.post_run(workspace)
     assert recorder == []
@@ -393,32 +392,13 @@ def test_backend_errors_are_raised_with_the_module_and_setting(tmp_path, model_d
     from nucleai.train import styletransfer
 
     def fail(*args, **kwargs):
-        raise InputError("patch size (60, 60) must be a multiple of (4, 4) for this network")
+        raise InputError("patch size (60, 60) must be a multiple of (4, 4) for this network", "patch_size")
 
     monkeypatch.setattr(styletransfer, "train_with_styles", fail)
     module = valid_module(tmp_path, model_dir, use_style=False)
     workspace = stage(module, scene, 3, 0)
     with pytest.raises(InputError, match=r"^StyleAugmentTrain: patch size .* \(setting 'Patch size \(pixels\)'\)$"):
         module.post_run(workspace)
-
-
-class FakeFigure:
-    """Records what display() asks CellProfiler's figure to show."""
-
-    def __init__(self):
-        self.calls = []
-
-    def set_subplots(self, *args, **kwargs):
-        self.calls.append(("set_subplots", args))
-
-    def __getattr__(self, name):
-        if not name.startswith("subplot_"):
-            raise AttributeError(name)
-
-        def record(x, y, image, title=None, **kwargs):
-            self.calls.append((name, (x, y), np.asarray(image).shape, title, kwargs))
-            return f"axes{x}{y}"
-        return record
 
 
 def test_display_shows_the_staged_image_set_and_the_training_summary(tmp_path, scene, recorder):
@@ -500,7 +480,7 @@ def test_a_headless_run_trains_a_model_with_styles(trained):
     assert json.loads((model / "nucleai.json").read_text())["object_diameter"] > 0
     card = (model / "MODEL.md").read_text()
     assert "CellProfiler module StyleAugmentTrain" in card
-    assert f"unannotated image sets (style input): {N_UNANNOTATED}" in card
+    assert f"unannotated images (style input): {N_UNANNOTATED}" in card
 
 
 def test_runstarconvex_loads_the_trained_model(trained, dataset, tmp_path_factory):
@@ -515,6 +495,10 @@ def test_runstarconvex_loads_the_trained_model(trained, dataset, tmp_path_factor
     inputs[0].filter_choice.value = "Custom"  # apply its rule: the PNGs, not the label TIFFs beside them
     pipeline = write_pipeline([*inputs, segment, mp.export()], folder / "segment.cppipe")
     run = run_pipeline(pipeline, dataset, folder / "out", timeout=300)
-    counts = run.column("Image", "Count_Nuclei")
+    counts = {Path(row["FileName_DNA"]).stem: float(row["Count_Nuclei"]) for row in run.tables["Image"]}
     assert len(counts) == N_ANNOTATED + N_UNANNOTATED
-    assert counts.sum() > 0
+    # RunStarConvex's defaults are the backend's: the same objects as segmenting the PNGs directly
+    trained_model = models.load(model)
+    expected = {stem: predict.segment(skimage.io.imread(dataset / f"{stem}.png"), trained_model).count
+                for stem in counts}
+    assert counts == expected and sum(counts.values()) > 0

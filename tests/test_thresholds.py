@@ -16,7 +16,7 @@ from tiny_model import synthetic_image, tiny_model_dir
 
 @pytest.fixture(scope="module")
 def model():
-    return models.load_model(tiny_model_dir())
+    return models.load(tiny_model_dir())
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_a_grid_point_gives_what_segment_gives(model, validation, prob_thresh, n
     image = validation[0][0]
     candidates = thresholds.image_candidates(image, model, prob_thresh=0.3)
     swept = thresholds.labels_at(candidates, prob_thresh, nms_thresh, image.shape)
-    direct = predict.segment(image, model, prob_thresh=prob_thresh, nms_thresh=nms_thresh).labels
+    direct = predict.segment(image, model, predict.SegmentOptions(prob_thresh=prob_thresh, nms_thresh=nms_thresh)).labels
     assert direct.max() > 0
     assert swept.max() == direct.max()
     # Same objects, possibly numbered differently: a perfect object-level match.
@@ -45,7 +45,7 @@ def test_the_best_pair_has_the_highest_mean_score(model, validation):
     assert search.best_score == max(search.scores.values())
     assert search.scores[(search.prob_thresh, search.nms_thresh)] == search.best_score
     expected = np.mean([
-        metrics.evaluate_image(truth, predict.segment(image, model, prob_thresh=0.5, nms_thresh=0.3).labels).dsb_score
+        metrics.evaluate_image(truth, predict.segment(image, model, predict.SegmentOptions(prob_thresh=0.5, nms_thresh=0.3)).labels).dsb_score
         for image, truth in zip(images, truths)
     ])
     assert search.scores[(0.5, 0.3)] == pytest.approx(expected)
@@ -55,8 +55,9 @@ def test_bad_input_is_refused(model, validation):
     images, truths = validation
     with pytest.raises(InputError, match="same, non-zero number"):
         thresholds.tune_thresholds(model, images, truths[:2])
-    with pytest.raises(InputError, match="between 0 and 1"):
+    with pytest.raises(InputError, match=r"prob_thresh must be in \(0, 1\), got 0.0") as error:
         thresholds.tune_thresholds(model, images, truths, prob_thresholds=(0.0, 0.5))
+    assert error.value.field == "prob_thresh"
 
 
 def test_cli_writes_the_best_pair_into_the_model_folder(validation, tmp_path):
@@ -75,5 +76,5 @@ def test_cli_writes_the_best_pair_into_the_model_folder(validation, tmp_path):
     assert result.returncode == 0, result.stderr
     written = json.loads((Path(model_dir) / "thresholds.json").read_text())
     assert f"prob_thresh {written['prob']:g}, nms_thresh {written['nms']:g}" in result.stdout
-    spec = models.read_model_spec(model_dir)
+    spec = models.read_spec(model_dir)
     assert (spec.prob_thresh, spec.nms_thresh) == (written["prob"], written["nms"])

@@ -76,7 +76,7 @@ def test_folder_loads_in_stardist_and_predicts_the_same(trained):
     folder, result = trained
     with contextlib.redirect_stdout(io.StringIO()):
         theirs = StarDist2D(None, name=folder.name, basedir=str(folder.parent))
-    ours = models.load_model(folder)
+    ours = models.load(folder)
     assert (theirs.thresholds.prob, theirs.thresholds.nms) == (result.prob_thresh, result.nms_thresh)
     assert ours.spec.weights.name == "weights_best.h5"
 
@@ -92,7 +92,7 @@ def test_folder_loads_in_stardist_and_predicts_the_same(trained):
     prob_thresh = float(0.8 * prob_ours[2:-2, 2:-2].max())
     reference, _ = theirs.predict_instances(normalize(image, 1, 99.8), prob_thresh=prob_thresh, nms_thresh=0.4,
                                             show_tile_progress=False)
-    found = predict.segment(image, ours, prob_thresh=prob_thresh, nms_thresh=0.4)
+    found = predict.segment(image, ours, predict.SegmentOptions(prob_thresh=prob_thresh, nms_thresh=0.4))
     assert found.count >= 1 and reference.max() == found.count
     assert metrics.evaluate_image(reference, found.labels).dsb_score >= 0.99
 
@@ -125,10 +125,10 @@ def test_grey_base_widens_to_colour_and_colour_base_keeps_its_channels(trained, 
     result = detector.train_detector(samples(2, 0), samples(1, 1), tmp_path / "rgb", n_channels=3, base=folder,
                                      settings=tiny_settings(epochs=1, steps_per_epoch=1, learning_rate=1e-12),
                                      progress=False)
-    widened = models.load_model(result.out_dir)
+    widened = models.load(result.out_dir)
     assert widened.spec.n_channel_in == 3
     x = np.random.default_rng(0).random((64, 64, 1)).astype(np.float32)
-    for a, b in zip(widened.predict_maps(np.repeat(x, 3, axis=2)), models.load_model(folder).predict_maps(x)):
+    for a, b in zip(widened.predict_maps(np.repeat(x, 3, axis=2)), models.load(folder).predict_maps(x)):
         np.testing.assert_allclose(a, b, atol=1e-4)
     with pytest.raises(InputError, match="input channels 3, but 1"):
         detector.train_detector(samples(2, 0), samples(1, 1), tmp_path / "grey", n_channels=1,
@@ -146,7 +146,7 @@ def test_three_channel_model_from_grey_and_colour_images(tmp_path):
         train, samples(1, 1), tmp_path / "rgb", n_channels=3, network=NETWORK,
         settings=tiny_settings(epochs=1, steps_per_epoch=2), progress=False,
     )
-    assert models.load_model(result.out_dir).spec.n_channel_in == 3
+    assert models.load(result.out_dir).spec.n_channel_in == 3
     with contextlib.redirect_stdout(io.StringIO()):
         theirs = StarDist2D(None, name="rgb", basedir=str(tmp_path))
     assert theirs.config.n_channel_in == 3
@@ -185,7 +185,7 @@ def test_cli_fine_tunes_from_a_folder_and_writes_a_model(trained, tmp_path, caps
         1e-12, 2, [64, 64])
     assert config["train_reduce_lr"]["patience"] == loop.TrainSettings().lr_patience
     x = np.random.default_rng(0).random((64, 64, 1)).astype(np.float32)
-    for a, b in zip(models.load_model(out).predict_maps(x), models.load_model(folder).predict_maps(x)):
+    for a, b in zip(models.load(out).predict_maps(x), models.load(folder).predict_maps(x)):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert json.loads((out / "nucleai.json").read_text())["base_model"] == str(folder)
     card = (out / "MODEL.md").read_text()

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from nucleai import models
 from nucleai.errors import InputError
 from nucleai.train import pix2pix
 
@@ -52,16 +53,17 @@ def test_mask_channels_mark_foreground_and_the_line_between_touching_objects():
 
 def test_images_are_scaled_to_minus_one_one_and_converted_to_the_channel_count():
     grey = np.array([[0, 255]], np.uint8)
-    np.testing.assert_allclose(pix2pix._image_to_unit(grey, 0, 1)[..., 0], [[-1, 1]])
-    rgb = pix2pix._image_to_unit(grey, 0, 3)
+    np.testing.assert_allclose(pix2pix.image_to_unit(grey, 0, 1)[..., 0], [[-1, 1]])
+    rgb = pix2pix.image_to_unit(grey, 0, 3)
     assert rgb.shape == (1, 2, 3) and (rgb[..., 0] == rgb[..., 2]).all()
     deep = np.array([[100, 4100]], np.uint16)  # 12 bits used of 16: stretched, not dark
-    np.testing.assert_allclose(pix2pix._image_to_unit(deep, 0, 1)[..., 0], [[-1, 1]])
+    np.testing.assert_allclose(pix2pix.image_to_unit(deep, 0, 1)[..., 0], [[-1, 1]])
+    np.testing.assert_allclose(pix2pix.image_to_unit(deep / 65535, 0, 1), pix2pix.image_to_unit(deep, 0, 1))
     rgba = np.zeros((1, 2, 4), np.uint8)
     rgba[..., 3] = 255
     rgba[0, 1, :3] = 255
-    np.testing.assert_allclose(pix2pix._image_to_unit(rgba, 0, 3), [[[-1] * 3, [1] * 3]])
-    np.testing.assert_allclose(pix2pix._image_to_unit(rgba, 0, 1)[..., 0], [[-1, 1]])
+    np.testing.assert_allclose(pix2pix.image_to_unit(rgba, 0, 3), [[[-1] * 3, [1] * 3]])
+    np.testing.assert_allclose(pix2pix.image_to_unit(rgba, 0, 1)[..., 0], [[-1, 1]])
 
 
 @pytest.mark.parametrize("n_channels", [1, 3])
@@ -98,20 +100,23 @@ def test_training_learns_bright_disks_on_a_dark_field(trained):
     image = pix2pix.render_images(generator, [labels], n_channels=1)[0].astype(float)
     inside, outside = image[labels > 0].mean(), image[labels == 0].mean()
     assert inside > outside + 0.3 * (BRIGHT - DARK), (inside, outside)  # untrained: about equal
-    history = json.loads((folder / pix2pix.INFO_FILE).read_text())["history"]
+    history = json.loads((folder / models.CONFIG_FILE).read_text())["history"]
     assert history[-1]["l1"] < 0.5 * history[0]["l1"]
 
 
-def test_saved_generator_loads_and_renders_identically(trained):
+def test_saved_generator_loads_through_the_model_layer_and_renders_identically(trained):
     generator, folder = trained
-    info = json.loads((folder / pix2pix.INFO_FILE).read_text())
-    assert info["kind"] == "pix2pix" and info["n_channels"] == 1 and info["steps"] == 150
+    info = json.loads((folder / models.CONFIG_FILE).read_text())
+    assert info["kind"] == "generator" and info["n_channels"] == 1 and info["steps"] == 150
     assert info["settings"]["n_filters"] == 8 and info["minutes"] > 0
-    loaded = pix2pix.load_generator(folder)
+    assert models.model_kind(folder) == "generator"
+    loaded = models.load(folder, kind="generator")
+    assert models.load(folder, kind="generator") is loaded
+    assert loaded.spec.weights.name == "weights_last.h5" and loaded.spec.div_by == (8, 8)
     labels = [disks(np.random.default_rng(3), (37, 29))[0]]
     np.testing.assert_array_equal(
         pix2pix.render_images(generator, labels, n_channels=1)[0],
-        pix2pix.render_images(loaded, labels, n_channels=1)[0],
+        pix2pix.render_images(loaded.keras_model, labels, n_channels=1)[0],
     )
 
 
@@ -136,7 +141,7 @@ def test_the_minutes_budget_stops_training(tmp_path):
     lines = []
     generator = pix2pix.train_generator([labels], [deep], n_channels=3, settings=settings,
                                         out_dir=tmp_path, progress=False, log=lines.append)
-    assert json.loads((tmp_path / pix2pix.INFO_FILE).read_text())["steps"] < 5
+    assert json.loads((tmp_path / models.CONFIG_FILE).read_text())["steps"] < 5
     assert "time budget" in lines[-1]
     assert pix2pix.render_images(generator, [labels], n_channels=3)[0].shape == (20, 20, 3)
 
@@ -176,7 +181,7 @@ def test_bad_training_data_is_refused():
         train([labels, labels], [image, image[:-1]])
     with pytest.raises(InputError, match="no objects"):
         train([np.zeros_like(labels)], [image])
-    with pytest.raises(InputError, match="integer object ids"):
+    with pytest.raises(InputError, match="label image 0 must be a label image of integers"):
         train([labels.astype(float)], [image])
     with pytest.raises(InputError, match="grey, RGB or RGBA"):
         train([labels], [np.dstack([image, image])])
@@ -192,18 +197,27 @@ def test_render_refuses_a_wrong_channel_count():
 
 def test_loading_names_the_folder_when_files_are_missing_or_broken(tmp_path, trained):
     _, folder = trained
+    def load(path):
+        return models.load(path, kind="generator")
+
     with pytest.raises(InputError, match="does not exist"):
-        pix2pix.load_generator(tmp_path / "nowhere")
-    with pytest.raises(InputError, match="has no generator.json"):
-        pix2pix.load_generator(tmp_path)
+        load(tmp_path / "nowhere")
+    with pytest.raises(InputError, match="has no config.json"):
+        load(tmp_path)
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / pix2pix.INFO_FILE).write_text((folder / pix2pix.INFO_FILE).read_text())
-    with pytest.raises(InputError, match="has no generator.h5"):
-        pix2pix.load_generator(broken)
+    config = json.loads((folder / models.CONFIG_FILE).read_text())
+    (broken / models.CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(InputError, match="has no weights_best.h5 or weights_last.h5"):
+        load(broken)
     (broken / pix2pix.WEIGHTS_FILE).write_bytes((folder / pix2pix.WEIGHTS_FILE).read_bytes()[:500])
     with pytest.raises(InputError, match=f"{broken}.*does not load"):
-        pix2pix.load_generator(broken)
-    (broken / pix2pix.INFO_FILE).write_text("{not json")
-    with pytest.raises(InputError, match=f"{broken}.*is broken"):
-        pix2pix.load_generator(broken)
+        load(broken)
+    (broken / models.CONFIG_FILE).write_text(json.dumps({**config, "n_channels": 2}))
+    with pytest.raises(InputError, match=f"{broken}.*config.json is broken"):
+        load(broken)
+    (broken / models.CONFIG_FILE).write_text("{not json")
+    with pytest.raises(InputError, match=f"{broken}.*not valid JSON"):
+        load(broken)
+    with pytest.raises(InputError, match="a pix2pix generator, not a star-convex model"):
+        models.load(folder)

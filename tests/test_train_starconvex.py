@@ -5,6 +5,8 @@ import io
 import numpy as np
 import pytest
 
+from nucleai import models
+from nucleai import models
 from nucleai.errors import InputError
 from nucleai.geometry import star_dist
 from nucleai.train import loop, starconvex
@@ -49,7 +51,7 @@ def test_config_is_stardists_format():
     config = starconvex.stardist_config(n_rays=16, grid=(2, 2), n_channel_in=3)
     assert set(config) == set(vars(Config2D(n_channel_in=3)))
     assert Config2D(**config).is_valid()
-    assert starconvex.div_by(config) == (16, 16)
+    assert models.div_by(config) == (16, 16)
     with pytest.raises(InputError, match="grid"):
         starconvex.stardist_config(grid=(3, 2))
 

@@ -1,13 +1,15 @@
-"""nucleai.tta: exact transforms and inverses, ray permutations, the merge rules on hand-made
-label images, segmentation under TTA with the tiny model, and ``nucleai segment --tta``."""
+"""nucleai.tta: exact transforms and inverses, the merge rules on hand-made label images, the
+options, segmentation under TTA with the tiny model, and ``nucleai segment --tta``."""
 import numpy as np
 import pytest
 import skimage.io
 import tifffile
 
-from nucleai import geometry, metrics, models, predict, tta
+from nucleai import metrics, models, predict, tta
 from nucleai.cli import main
 from nucleai.errors import InputError
+from nucleai.predict import SegmentOptions
+from nucleai.tta import MergeOptions, TTAOptions
 from tiny_model import synthetic_image, tiny_model_dir
 
 
@@ -69,25 +71,6 @@ def test_transform_names_are_checked():
         tta.invert(np.zeros((2, 2)), "mirror")
 
 
-@pytest.mark.parametrize("name", tta.TRANSFORMS)
-def test_star_distances_of_a_transformed_image_are_the_originals_with_rays_permuted(name):
-    labels = synthetic_image(np.random.default_rng(1), (48, 70), n_objects=6)[1]
-    for n_rays in (16, 32):
-        expected = geometry.star_dist(labels, n_rays)
-        moved = geometry.star_dist(np.ascontiguousarray(tta.transform(labels, name)), n_rays)
-        back = tta.invert(moved, name)[..., tta.ray_permutation(name, n_rays)]
-        np.testing.assert_allclose(back, expected, atol=1e-4)
-
-
-def test_ray_permutations_need_a_ray_count_the_transform_maps_onto_itself():
-    assert sorted(tta.ray_permutation("rot90", 8)) == list(range(8))
-    np.testing.assert_array_equal(tta.ray_permutation("flip_y", 6), [0, 5, 4, 3, 2, 1])
-    with pytest.raises(InputError, match="multiple of 4; this model has 6"):
-        tta.ray_permutation("rot90", 6)
-    with pytest.raises(InputError, match="multiple of 2; this model has 7"):
-        tta.ray_permutation("flip_x", 7)
-
-
 # ------------------------------------------------------------------------------------------------
 # Merging label images
 
@@ -112,10 +95,10 @@ def test_objects_need_at_least_half_of_the_votes_by_default():
     assert merged.min_votes == 2
     np.testing.assert_array_equal(merged.votes, [4, 2])
     assert merged.labels[4, 4] == 1 and merged.labels[4, 14] == 2 and merged.labels[14, 4] == 0
-    strict = tta.merge_instances(versions, min_votes=3)  # a strict majority drops the tie
+    strict = tta.merge_instances(versions, MergeOptions(min_votes=3))  # a strict majority drops the tie
     np.testing.assert_array_equal(strict.votes, [4])
     assert not strict.labels[:, 10:].any()
-    union = tta.merge_instances(versions, min_votes=1)
+    union = tta.merge_instances(versions, MergeOptions(min_votes=1))
     np.testing.assert_array_equal(union.votes, [4, 2, 1])
     assert tta.default_min_votes(6) == 3 and tta.default_min_votes(3) == 2
     assert tta.default_min_votes(2) == 1 and tta.default_min_votes(1) == 1
@@ -129,7 +112,7 @@ def test_the_mask_is_a_per_pixel_vote_of_the_versions_that_found_the_object():
     ious = [48 / 54, 54 / 54, 54 / 60]  # each version against the merged 6 x 9 box
     np.testing.assert_allclose(merged.mean_iou, [np.mean(ious)])
     # two versions: a tie at every pixel one of them covers, kept: the union
-    pair = tta.merge_instances(versions[::2], min_votes=2)
+    pair = tta.merge_instances(versions[::2], MergeOptions(min_votes=2))
     np.testing.assert_array_equal(np.flatnonzero(pair.labels[4]), np.arange(2, 12))
 
 
@@ -137,17 +120,17 @@ def test_objects_match_at_iou_of_at_least_one_half_and_only_their_best_match():
     a = box(np.zeros((10, 20), np.uint16), 1, (0, 4), (0, 8))  # 32 pixels
     b = box(np.zeros_like(a), 1, (0, 4), (0, 4))  # its left half: IoU exactly 0.5
     box(b, 2, (0, 4), (4, 8))  # its right half: IoU 0.5 too, but the higher id
-    merged = tta.merge_instances([a, b], min_votes=1)
+    merged = tta.merge_instances([a, b], MergeOptions(min_votes=1))
     # A matches the left half only; the right half, alone, loses its pixels to A's group
     # (one version each claims them, and A's group has more votes)
     np.testing.assert_array_equal(merged.votes, [2])
     np.testing.assert_array_equal(merged.labels, (a > 0).astype(np.uint16))
     np.testing.assert_allclose(merged.mean_iou, [(1 + 0.5) / 2])
     c = box(np.zeros_like(a), 1, (0, 4), (0, 3))  # IoU 12/32 < 0.5: no match
-    below = tta.merge_instances([a, c], min_votes=1)
+    below = tta.merge_instances([a, c], MergeOptions(min_votes=1))
     np.testing.assert_array_equal(below.votes, [1])  # c lies under a and loses every pixel
     assert (below.labels > 0).sum() == 32
-    assert tta.merge_instances([a, c], min_votes=1, iou_threshold=0.3).votes.tolist() == [2]
+    assert tta.merge_instances([a, c], MergeOptions(min_votes=1, iou_threshold=0.3)).votes.tolist() == [2]
 
 
 def test_contested_pixels_go_to_the_object_more_versions_put_them_in():
@@ -156,7 +139,7 @@ def test_contested_pixels_go_to_the_object_more_versions_put_them_in():
     v0 = box(np.zeros((8, 12), np.uint16), 1, (1, 7), (1, 7))
     v1 = v0.copy()
     v2 = box(box(np.zeros_like(v0), 1, (1, 7), (1, 6)), 2, (1, 7), (6, 10))
-    merged = tta.merge_instances([v0, v1, v2], min_votes=1)
+    merged = tta.merge_instances([v0, v1, v2], MergeOptions(min_votes=1))
     np.testing.assert_array_equal(merged.votes, [3, 1])
     assert (merged.labels[1:7, 6] == 1).all() and (merged.labels[1:7, 7:10] == 2).all()
     assert set(np.unique(merged.labels)) == {0, 1, 2}  # one owner per pixel
@@ -165,7 +148,7 @@ def test_contested_pixels_go_to_the_object_more_versions_put_them_in():
 def test_merged_objects_are_numbered_in_order_of_first_appearance():
     v0 = box(box(np.zeros((10, 30), np.uint16), 7, (1, 5), (20, 25)), 3, (1, 5), (1, 5))
     v1 = box(box(np.zeros_like(v0), 1, (6, 9), (10, 14)), 2, (1, 5), (1, 5))
-    merged = tta.merge_instances([v0, v1], min_votes=1)
+    merged = tta.merge_instances([v0, v1], MergeOptions(min_votes=1))
     # version 0 in id order (3, then 7), then version 1's object version 0 did not find
     assert merged.labels[2, 2] == 1 and merged.labels[2, 22] == 2 and merged.labels[7, 12] == 3
     np.testing.assert_array_equal(merged.votes, [2, 1, 1])
@@ -197,35 +180,58 @@ def test_empty_and_single_versions():
 
 def test_bad_label_images_and_parameters_are_refused_with_clear_messages():
     a = np.zeros((4, 5), np.uint16)
-    with pytest.raises(InputError, match=r"label image 1 has shape \(5, 4\) but label image 0 has \(4, 5\)"):
+    with pytest.raises(InputError, match=r"label image 1 has shape \(5, 4\) but \(4, 5\) is expected"):
         tta.merge_instances([a, a.T])
-    with pytest.raises(InputError, match="label image 1 has dtype float64"):
+    with pytest.raises(InputError, match="label image 1 must be a label image of integers.*got dtype float64"):
         tta.merge_instances([a, a.astype(float)])
-    with pytest.raises(InputError, match="label image 0 has dtype bool"):
+    with pytest.raises(InputError, match="label image 0 must be a label image of integers.*got dtype bool"):
         tta.merge_instances([a > 0, a])
-    with pytest.raises(InputError, match="label image 0 has negative ids"):
+    with pytest.raises(InputError, match="label image 0 has negative label ids"):
         tta.merge_instances([a.astype(np.int32) - 1])
-    with pytest.raises(InputError, match="2-D label images expected"):
+    with pytest.raises(InputError, match="label image 0: a 2-D label image is expected"):
         tta.merge_instances([np.zeros((2, 3, 4), np.uint16)])
     with pytest.raises(InputError, match="no label images"):
         tta.merge_instances([])
-    with pytest.raises(InputError, match=r"minimum votes must be a whole number from 1 to 2.*got 3"):
-        tta.merge_instances([a, a], min_votes=3)
-    with pytest.raises(InputError, match="got 0"):
-        tta.merge_instances([a, a], min_votes=0)
-    with pytest.raises(InputError, match=r"IoU threshold must be in \(0, 1\]"):
-        tta.merge_instances([a, a], iou_threshold=0)
+    with pytest.raises(InputError, match=r"min_votes must be from 1 to 2 \(the number of versions\), got 3") as error:
+        tta.merge_instances([a, a], MergeOptions(min_votes=3))
+    assert error.value.field == "min_votes"
 
 
-def test_probability_maps_are_averaged_then_thresholded():
+@pytest.mark.parametrize("values, field", [
+    ({"min_votes": 0}, "min_votes"),
+    ({"min_votes": 1.5}, "min_votes"),
+    ({"min_votes": True}, "min_votes"),
+    ({"iou_threshold": 0}, "iou_threshold"),
+    ({"iou_threshold": 1.01}, "iou_threshold"),
+])
+def test_bad_merge_options_are_refused_naming_the_field(values, field):
+    with pytest.raises(InputError) as error:
+        MergeOptions(**values)
+    assert error.value.field == field
+    with pytest.raises(InputError) as error:
+        TTAOptions(**values)
+    assert error.value.field == field
+
+
+def test_tta_options_check_the_transforms_and_the_vote_against_them():
+    assert TTAOptions("identity, rot90").transforms == ("identity", "rot90")
+    assert TTAOptions().merge == MergeOptions() and TTAOptions().merge.votes_needed(6) == 3
+    for transforms in ("", "identity,rot45", ["rot90", "rot90"]):
+        with pytest.raises(InputError) as error:
+            TTAOptions(transforms)
+        assert error.value.field == "transforms"
+    with pytest.raises(InputError, match="from 1 to 2") as error:
+        TTAOptions(["identity", "rot90"], min_votes=3)
+    assert error.value.field == "min_votes"
+
+
+def test_probability_maps_are_averaged():
     maps = [np.full((2, 3), 0.2), np.full((2, 3), 0.9), np.full((2, 3), 0.7)]
     maps[0][0, 0] = 0.0
-    mean, foreground = tta.merge_probability_maps(maps)
+    mean = tta.merge_probability_maps(maps)
     assert mean.dtype == np.float32
     np.testing.assert_allclose(mean[1, 1], 0.6)
     np.testing.assert_allclose(mean[0, 0], 1.6 / 3)
-    assert foreground.all()
-    assert not tta.merge_probability_maps(maps, threshold=0.65)[1].any()
     with pytest.raises(InputError, match="different shapes"):
         tta.merge_probability_maps([np.zeros((2, 3)), np.zeros((3, 2))])
 
@@ -236,7 +242,7 @@ def test_probability_maps_are_averaged_then_thresholded():
 
 @pytest.fixture(scope="module")
 def model():
-    return models.load_model(tiny_model_dir())
+    return models.load(tiny_model_dir())
 
 
 @pytest.fixture(scope="module")
@@ -247,9 +253,9 @@ def blobs():
 
 def test_tta_with_the_identity_alone_is_plain_segmentation(model, blobs):
     image = blobs[0]
-    result = tta.segment_tta(image, model, ["identity"])
+    result = tta.segment_tta(image, model, TTAOptions(["identity"]))
     plain = predict.segment(image, model)
-    assert same_partition(result.labels, plain.labels)
+    np.testing.assert_array_equal(result.labels, plain.labels)
     assert result.counts == (plain.count,) and result.transforms == ("identity",)
     np.testing.assert_array_equal(result.votes, 1)
 
@@ -272,7 +278,6 @@ def test_tta_merges_one_prediction_per_transform(model, blobs):
     maps = [tta.invert(predict.segment(tta.transform(image, t), model, return_prob_map=True).prob_map, t)
             for t in tta.PAPER_TRANSFORMS]
     np.testing.assert_allclose(result.prob_map, np.mean(maps, axis=0), atol=1e-6)
-    np.testing.assert_array_equal(result.foreground, result.prob_map > 0.5)
     assert {"network", "nms", "merge", "transform"} <= set(timings)
 
 
@@ -284,11 +289,11 @@ def test_tta_over_all_eight_transforms_commutes_with_the_transforms(model, blobs
     nearly the same masks.
     """
     image = blobs[0]
-    reference = tta.segment_tta(image, model, tta.TRANSFORMS)
+    reference = tta.segment_tta(image, model, TTAOptions(tta.TRANSFORMS))
     for name in ("rot90", "flip_x"):
-        moved = tta.segment_tta(tta.transform(image, name), model, tta.TRANSFORMS)
+        moved = tta.segment_tta(tta.transform(image, name), model, TTAOptions(tta.TRANSFORMS))
         back = tta.invert(moved.labels, name)
-        evaluation = metrics.evaluate_image(reference.labels, back, thresholds=[0.9])
+        evaluation = metrics.evaluate_image(reference.labels, back, metrics.EvaluateOptions(thresholds=[0.9]))
         assert evaluation.tp[0] == reference.count == moved.count
         np.testing.assert_array_equal(np.sort(moved.votes), np.sort(reference.votes))
 
@@ -297,15 +302,16 @@ def test_tta_passes_the_segmentation_options_and_transforms_the_mask(model, blob
     image = blobs[0]
     mask = np.zeros(image.shape, bool)
     mask[:, :70] = True
-    result = tta.segment_tta(image, model, ["identity", "rot90"], mask=mask, prob_thresh=0.6)
+    result = tta.segment_tta(image, model, TTAOptions(["identity", "rot90"]), SegmentOptions(prob_thresh=0.6),
+                             mask=mask)
     assert result.labels.max() > 0 and not result.labels[:, 70:].any()
     assert result.prob_thresh == 0.6
-    auto = tta.segment_tta(image, model, ["identity", "flip_y"], object_diameter="auto")
-    assert auto.scale > 0  # estimated once, by the first version
+    auto = tta.segment_tta(image, model, TTAOptions(["identity", "flip_y"]), SegmentOptions(object_diameter="auto"))
+    assert auto.scale > 0  # estimated once, by the first version, and reused by the others
+    at_that_scale = tta.segment_tta(image, model, TTAOptions(["identity", "flip_y"]), SegmentOptions(scale=auto.scale))
+    np.testing.assert_array_equal(auto.labels, at_that_scale.labels)
     with pytest.raises(InputError, match=r"mask has shape \(150, 112\)"):
         tta.segment_tta(image, model, mask=mask.T)
-    with pytest.raises(InputError, match="unknown transform 'spin'"):
-        tta.segment_tta(image, model, ["identity", "spin"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -331,10 +337,10 @@ def test_segment_tta_writes_the_merged_labels(image_dir, tmp_path, capsys):
                  "--output", str(out), "--tta", "--tta-transforms", "identity,flip_x,rot90",
                  "--tta-min-votes", "2"]) == 0
     assert "TTA identity,flip_x,rot90, min votes 2" in capsys.readouterr().out
-    model = models.load_model(model_dir)
+    model = models.load(model_dir)
     for stem in "ab":
         image = skimage.io.imread(image_dir / f"{stem}.png")
-        expected = tta.segment_tta(image, model, ["identity", "flip_x", "rot90"], min_votes=2)
+        expected = tta.segment_tta(image, model, TTAOptions(["identity", "flip_x", "rot90"], min_votes=2))
         np.testing.assert_array_equal(tifffile.imread(out / f"{stem}.tif"), expected.labels)
 
 
@@ -342,7 +348,8 @@ def test_segment_tta_writes_the_merged_labels(image_dir, tmp_path, capsys):
     (["--tta", "--tta-transforms", "identity,rot45"], "--tta-transforms: unknown transform 'rot45'"),
     (["--tta-transforms", "identity"], "--tta-transforms needs --tta"),
     (["--tta-min-votes", "2"], "--tta-min-votes needs --tta"),
-    (["--tta", "--tta-min-votes", "7"], "--tta-min-votes must be from 1 to 6"),
+    (["--tta", "--tta-min-votes", "7"], "--tta-min-votes: min_votes must be from 1 to 6"),
+    (["--tta", "--tta-min-votes", "0"], "--tta-min-votes: min_votes must be at least 1"),
 ])
 def test_segment_tta_options_are_checked_before_any_image_is_read(image_dir, tmp_path, capsys,
                                                                   arguments, message):

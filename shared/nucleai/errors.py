@@ -23,3 +23,13 @@ class InputError(ValueError):
     def __init__(self, message, field=None):
         super().__init__(message)
         self.field = field
+
+
+def about_file(path, error):
+    """The message of ``error`` prefixed with ``path``, unless it already names that file first.
+
+    Reading functions name the file themselves; a loop over files that reports any per-file
+    error with its path would otherwise print the path twice.
+    """
+    message, prefix = str(error), f"{path}: "
+    return message if message.startswith(prefix) else prefix + message

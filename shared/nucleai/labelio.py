@@ -172,20 +172,80 @@ def write_labels(path, labels):
     )
 
 
-def read_image(path):
-    """An image file as an array: TIFF with tifffile, other formats with scikit-image.
+#: Axis letters ``read_image`` accepts in ``axes``: rows, columns, channels, planes, time points.
+IMAGE_AXES = "YXCZT"
+#: A third axis this long or shorter may be channels (grey + alpha, RGB, RGBA).
+MAX_CHANNELS = 4
 
-    A TIFF stored channels-first (C, H, W with at most 4 channels) is turned channels-last.
+
+def read_image(path, axes=None):
+    """A 2-D image file as a (H, W) or (H, W, C) array.
+
+    TIFF is read with tifffile (first series), other formats with scikit-image.
+
+    Layout rule, without ``axes``: 2-D is a grey image; 3-D with a last axis of at most
+    :data:`MAX_CHANNELS` is channels-last, else with a first axis of at most that many it is
+    channels-first (a planar TIFF) and turned channels-last. Anything else (a third axis longer
+    than that at both ends, a TIFF whose axes say Z or T, four or more dimensions) is a stack or
+    volume, which nucleai does not segment yet: it is refused, naming the file, rather than read
+    as an image with hundreds of channels.
+
+    Parameters
+    ----------
+    path : str or Path
+    axes : str, optional
+        The file's layout in letters of :data:`IMAGE_AXES` (``"YX"``, ``"YXC"``, ``"CYX"``), for
+        files the rule above reads wrongly. Z or T refuse the file (3-D is not supported yet).
+
+    Raises
+    ------
+    InputError
+        For an unreadable file, ``axes`` that do not fit the file, or a stack or volume.
     """
     path = Path(path)
+    stack_axes = ""
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
-            image = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                stack_axes = "".join(a for a in series.axes if a in "ZT")
+                image = series.asarray()
         else:
             image = skimage.io.imread(path)
     except Exception as error:  # any decoder failure is the file's problem
-        raise InputError(f"cannot read the image ({type(error).__name__}: {error})") from error
+        raise InputError(f"{path}: cannot read the image ({type(error).__name__}: {error})") from error
     image = np.asarray(image)
-    if image.ndim == 3 and image.shape[0] < image.shape[-1] and image.shape[0] <= 4 and image.shape[-1] > 4:
-        image = np.moveaxis(image, 0, -1)  # channels-first TIFF (C, H, W)
+    if axes is not None:
+        return _apply_axes(image, axes, path)
+    if stack_axes or image.ndim > 3 or (
+        image.ndim == 3 and min(image.shape[0], image.shape[-1]) > MAX_CHANNELS
+    ):
+        raise InputError(
+            f"{path}: shape {image.shape} looks like a stack or volume"
+            f"{f' (TIFF axes {series.axes})' if stack_axes else ''}; nucleai segments 2-D images "
+            "(3-D is not supported yet): save one plane or a projection per file, or give the "
+            "layout with axes (--axes YXC / CYX) if this is one image with many channels"
+        )
+    if image.ndim == 3 and image.shape[-1] > MAX_CHANNELS:
+        image = np.moveaxis(image, 0, -1)  # channels-first (C, H, W)
     return image
+
+
+def _apply_axes(image, axes, path):
+    """``image`` reordered to (H, W[, C]) as ``axes`` describe it, or an InputError."""
+    axes = str(axes).upper()
+    if len(set(axes)) != len(axes) or set(axes) - set(IMAGE_AXES) or not {"Y", "X"} <= set(axes):
+        raise InputError(
+            f"axes {axes!r}: give each of Y and X once, optionally C, e.g. YX, YXC or CYX", "axes"
+        )
+    if len(axes) != image.ndim:
+        raise InputError(f"{path}: axes {axes!r} name {len(axes)} axes but the image has shape {image.shape}", "axes")
+    volume = [a for a in axes if a in "ZT"]
+    if volume:
+        raise InputError(
+            f"{path}: axes {axes!r} hold {'/'.join(volume)} planes; nucleai segments 2-D images "
+            "(3-D and time series are not supported yet): save one plane per file",
+            "axes",
+        )
+    order = [axes.index(a) for a in "YXC" if a in axes]
+    return np.transpose(image, order)

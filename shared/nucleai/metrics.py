@@ -1,9 +1,9 @@
 """Matching of predicted to ground-truth objects and the DSB metric family.
 
 The 2018 Data Science Bowl (DSB) metric compares two label images object by object. Everything here
-is derived from one sparse overlap table (:func:`label_overlap`): the pixel count of every
-(ground-truth object, predicted object) pair that overlaps at all, found with ``np.unique`` on the
-combined pair ids of the pixels. Nothing loops over objects in Python, so a 2048 x 2048 pair of
+is derived from one sparse overlap table (:func:`nucleai.labels.label_overlap`): the pixel count
+of every (ground-truth object, predicted object) pair that overlaps at all, found with
+``np.unique`` on the combined pair ids of the pixels. Nothing loops over objects in Python, so a 2048 x 2048 pair of
 label images with 3000 objects each is scored in a fraction of a second.
 
 Definitions and the decisions behind them
@@ -65,6 +65,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
 from .errors import InputError
+from .labels import label_overlap
+from .options import check_number
 
 #: The DSB thresholds 0.50, 0.55, ..., 0.95, written out so that each is the double nearest to its
 #: decimal value (``np.arange`` would give 0.7000000000000001 and compare wrongly with IoU 7/10).
@@ -76,38 +78,6 @@ SPLIT_MERGE_MATCH_IOU = 0.5
 SPLIT_COVERAGE_TWO = 0.30
 #: Coverage each of three or more pieces needs for a split (merge).
 SPLIT_COVERAGE_MORE = 0.15
-
-
-@dataclass(frozen=True, eq=False)
-class Overlap:
-    """The sparse overlap table of two label images.
-
-    Objects are indexed ``0 .. n - 1`` in increasing id order on each side; ``truth_ids[i]`` is
-    the label id of ground-truth object ``i``. Pairs are sorted by truth index, then prediction
-    index, and only pairs that share at least one pixel are listed.
-
-    Attributes
-    ----------
-    truth_ids, pred_ids : ndarray
-        Label ids present in each image (background 0 excluded), increasing, in the input dtype.
-    truth_areas, pred_areas : ndarray of int64
-        Pixel count of each object.
-    pair_truth, pair_pred : ndarray of intp
-        Object indices of each overlapping pair.
-    intersection : ndarray of int64
-        Shared pixel count of each pair.
-    iou : ndarray of float64
-        Intersection over union of each pair.
-    """
-
-    truth_ids: np.ndarray
-    pred_ids: np.ndarray
-    truth_areas: np.ndarray
-    pred_areas: np.ndarray
-    pair_truth: np.ndarray
-    pair_pred: np.ndarray
-    intersection: np.ndarray
-    iou: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -227,107 +197,58 @@ class DatasetEvaluation:
     n_merges: int
 
 
-def check_thresholds(thresholds):
-    """Validate IoU thresholds and return them as a float64 array.
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """How to score a segmentation, checked once when made.
 
-    Parameters
+    Attributes
     ----------
-    thresholds : float or sequence of float
-        Each in ``[0, 1)`` (an IoU can never exceed 1, so ``t >= 1`` could match nothing); no
-        duplicates, since they would give duplicate table rows and CSV columns.
-
-    Returns
-    -------
-    ndarray of float64, shape (n,)
+    thresholds : sequence of float
+        IoU thresholds scored, each in ``[0, 1)`` (an IoU can never exceed 1, so ``t >= 1``
+        could match nothing), none repeated (they would give duplicate table rows and CSV
+        columns); default the DSB's 0.50, 0.55, ..., 0.95. Kept as a tuple of floats.
+    match_threshold : float
+        IoU threshold in ``[0, 1)`` of the per-object ``matched`` flags and match ids and of
+        ``mean_matched_iou``; default 0.5, the loosest DSB threshold.
+    report_thresholds : sequence of float, optional
+        The thresholds, among ``thresholds``, whose per-threshold precision, recall, F1 and
+        counts a report shows (None: all); kept sorted, without repeats.
 
     Raises
     ------
     InputError
-        If the thresholds are empty, not finite, out of range or repeated.
+        With ``field`` set to the option at fault.
     """
-    values = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
-    if values.ndim != 1 or values.size == 0:
-        raise InputError(f"thresholds must be a non-empty list of numbers, got {thresholds!r}")
-    bad = values[~((values >= 0) & (values < 1))]
-    if bad.size:
-        raise InputError(f"IoU thresholds must lie in [0, 1); got {bad.tolist()}")
-    if np.unique(values).size != values.size:
-        raise InputError(f"IoU thresholds must not repeat; got {values.tolist()}")
-    return values
+
+    thresholds: tuple = DSB_THRESHOLDS
+    match_threshold: float = 0.5
+    report_thresholds: tuple = None
+
+    def __post_init__(self):
+        thresholds = self.thresholds
+        listed = {0: (thresholds,), 1: tuple(thresholds)}.get(np.ndim(thresholds), ())
+        if not listed:
+            raise InputError(f"thresholds must be a non-empty list of numbers, got {thresholds!r}", "thresholds")
+        checked = tuple(_check_iou(value, "thresholds") for value in listed)
+        if len(set(checked)) != len(checked):
+            raise InputError(f"IoU thresholds must not repeat; got {list(checked)}", "thresholds")
+        object.__setattr__(self, "thresholds", checked)
+        object.__setattr__(self, "match_threshold", _check_iou(self.match_threshold, "match_threshold"))
+        if self.report_thresholds is not None:
+            reported = sorted({_check_iou(value, "report_thresholds") for value in self.report_thresholds})
+            unknown = [value for value in reported if value not in checked]
+            if not reported or unknown:
+                raise InputError(
+                    f"report_thresholds must be among the thresholds scored "
+                    f"({', '.join(f'{t:g}' for t in checked)}), got {list(self.report_thresholds)}",
+                    "report_thresholds",
+                )
+            object.__setattr__(self, "report_thresholds", tuple(reported))
 
 
-def _check_labels(labels, name):
-    """Refuse what cannot be a label image, with a message naming the argument."""
-    labels = np.asarray(labels)
-    if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
-        raise InputError(
-            f"{name} must be a label image of integers (0 = background, one id per object), "
-            f"got dtype {labels.dtype}; label a binary mask first, e.g. skimage.measure.label"
-        )
-    if np.issubdtype(labels.dtype, np.signedinteger) and labels.size and labels.min() < 0:
-        raise InputError(f"{name} has negative label ids (minimum {labels.min()})")
-    return labels
-
-
-def _compact(labels):
-    """Object ids, areas and each pixel's object index + 1 (0 for background)."""
-    flat = labels.ravel()
-    ids, areas = np.unique(flat, return_counts=True)
-    if ids.size and ids[0] == 0:
-        ids, areas = ids[1:], areas[1:]
-    # Background maps to 0 and object ids[i] to i + 1; searchsorted is exact since ids are sorted
-    # and every non-zero pixel value is in ids.
-    index = np.searchsorted(ids, flat)
-    index += flat != 0
-    return ids, areas.astype(np.int64), index
-
-
-def label_overlap(truth, pred):
-    """Tabulate the pixel overlap of every pair of objects that overlap at all.
-
-    Parameters
-    ----------
-    truth, pred : ndarray of int
-        Ground-truth and predicted label images of the same shape, any number of dimensions, any
-        integer dtypes, 0 = background, ids need not be sequential.
-
-    Returns
-    -------
-    Overlap
-
-    Raises
-    ------
-    InputError
-        If either is not an integer array, has negative ids, or the shapes differ.
-    """
-    truth = _check_labels(truth, "truth")
-    pred = _check_labels(pred, "pred")
-    if truth.shape != pred.shape:
-        raise InputError(
-            f"truth and pred must have the same shape, got {truth.shape} and {pred.shape}"
-        )
-    truth_ids, truth_areas, truth_index = _compact(truth)
-    pred_ids, pred_areas, pred_index = _compact(pred)
-    both = (truth_index > 0) & (pred_index > 0)
-    # One int64 key per overlapping pixel; np.unique sorts and counts them, giving the sparse
-    # overlap table sorted by truth, then prediction.
-    stride = pred_ids.size
-    keys, intersection = np.unique(
-        (truth_index[both] - 1) * stride + (pred_index[both] - 1), return_counts=True
-    )
-    pair_truth, pair_pred = np.divmod(keys, max(stride, 1))
-    intersection = intersection.astype(np.int64)
-    union = truth_areas[pair_truth] + pred_areas[pair_pred] - intersection
-    return Overlap(
-        truth_ids=truth_ids,
-        pred_ids=pred_ids,
-        truth_areas=truth_areas,
-        pred_areas=pred_areas,
-        pair_truth=pair_truth.astype(np.intp),
-        pair_pred=pair_pred.astype(np.intp),
-        intersection=intersection,
-        iou=intersection / union,
-    )
+def _check_iou(value, field):
+    """An IoU threshold in [0, 1) as a float, or an InputError for ``field``."""
+    return check_number(value, field, low=0, high=1, high_open=True)
 
 
 def match_pairs(overlap, threshold):
@@ -335,8 +256,8 @@ def match_pairs(overlap, threshold):
 
     Parameters
     ----------
-    overlap : Overlap
-        From :func:`label_overlap`.
+    overlap : nucleai.labels.Overlap
+        From :func:`nucleai.labels.label_overlap`.
     threshold : float
         A pair can match only when its IoU is strictly above ``threshold``.
 
@@ -404,7 +325,7 @@ def _split_flags(object_index, coverage, n_objects, matched):
     return ~matched & ((two >= 2) | (more >= 3))
 
 
-def evaluate_image(truth, pred, thresholds=DSB_THRESHOLDS, match_threshold=0.5):
+def evaluate_image(truth, pred, options=EvaluateOptions()):
     """Match a predicted label image to its ground truth and compute the DSB metric family.
 
     Parameters
@@ -412,11 +333,8 @@ def evaluate_image(truth, pred, thresholds=DSB_THRESHOLDS, match_threshold=0.5):
     truth, pred : ndarray of int
         Ground-truth and predicted label images of the same shape (2-D or 3-D, any integer
         dtypes, 0 = background, any ids). Either may have no objects.
-    thresholds : sequence of float, optional
-        IoU thresholds, each in ``[0, 1)``; default the DSB's 0.50, 0.55, ..., 0.95.
-    match_threshold : float, optional
-        IoU threshold for the per-object ``matched`` flags and match ids and for
-        ``mean_matched_iou``; default 0.5, the loosest DSB threshold.
+    options : EvaluateOptions, optional
+        The IoU thresholds and the per-object matching threshold; default the DSB's.
 
     Returns
     -------
@@ -427,10 +345,10 @@ def evaluate_image(truth, pred, thresholds=DSB_THRESHOLDS, match_threshold=0.5):
     Raises
     ------
     InputError
-        For non-integer or negative labels, different shapes or invalid thresholds.
+        For non-integer or negative labels or different shapes.
     """
-    thresholds = check_thresholds(thresholds)
-    match_threshold = float(check_thresholds(match_threshold)[0])
+    thresholds = np.asarray(options.thresholds, dtype=np.float64)
+    match_threshold = options.match_threshold
     overlap = label_overlap(truth, pred)
     n_truth, n_pred = overlap.truth_ids.size, overlap.pred_ids.size
     both_empty = n_truth == 0 and n_pred == 0

@@ -1,33 +1,50 @@
-"""Star-convex model folders: find them, check them, load them once per process.
+"""Model folders of every kind: find them, read their spec, build each network once per process.
 
-A model is a folder in stardist's own layout, so any 2-D model trained with the ``stardist``
-package loads as is:
+Every network nucleai loads or writes lives in a *model folder*, and this module is the only
+place that finds one, reads what it declares and keeps the built network. Three kinds:
 
-``config.json``
-    stardist's ``Config2D`` as saved by ``StarDist2D`` (network architecture, ``n_rays``,
-    ``grid``, ``n_channel_in``, ...). Required.
-``thresholds.json``
-    ``{"prob": P, "nms": N}`` as written by ``StarDist2D.optimize_thresholds``. Optional: without
-    it stardist's defaults apply (prob 0.5, nms 0.4), as in stardist.
-``weights_best.h5`` or ``weights_last.h5``
-    Keras weights. ``weights_best.h5`` (best validation loss) is used when present, else
-    ``weights_last.h5``. Other ``*.h5`` files (``weights_now.h5`` checkpoints) are not used.
-``nucleai.json``
-    Optional, ours: ``{"object_diameter": D}``, the median equivalent diameter (pixels) of the
-    objects the model was trained on. Only used to rescale images to a target object size.
-``MODEL.md``
-    Optional, ours: the model card (data, split, training command, validation scores).
+``"starconvex"``
+    A detector, in stardist's own layout (any 2-D model trained with ``stardist`` loads as is);
+    spec :class:`StarConvexSpec`, loaded model :class:`StarConvexModel`.
+``"unet"``
+    A contour-refinement U-Net (:mod:`nucleai.refine.unet`); spec ``UNetSpec``, model
+    ``UNetModel``.
+``"generator"``
+    A pix2pix mask-to-image generator of one style (:mod:`nucleai.train.pix2pix`); spec
+    ``GeneratorSpec``, model ``GeneratorModel``.
 
-Finding a model
-    :func:`resolve_model` accepts a folder path or the name of a bundled model. Bundled models
-    are the sub-folders of :func:`models_dir`: the folder named by the environment variable
-    ``NUCLEAI_MODELS_DIR`` when it is set, otherwise the ``models/`` folder of the repository the
-    package was installed from in editable mode (``<repo>/shared/nucleai`` -> ``<repo>/models``).
-    A non-editable install has no repository beside it and needs ``NUCLEAI_MODELS_DIR``.
-    A bare name means the bundled model when there is one by that name (a folder of the same
-    name in the working directory does not shadow it; write ``./name`` for that).
+Common layout
+    ``config.json`` (required) describes the network; a refinement U-Net's says ``"kind":
+    "unet"``, a generator's ``"kind": "generator"``; a detector's is stardist's ``Config2D``
+    and has no kind. ``weights_best.h5`` (best validation loss) or else ``weights_last.h5``
+    holds the Keras weights; other ``*.h5`` files (``weights_now.h5`` checkpoints) are not
+    used. ``MODEL.md``, when present, is the model card. Per kind, in addition:
 
-Building the network
+    - detector: ``thresholds.json`` ``{"prob": P, "nms": N}`` as written by
+      ``StarDist2D.optimize_thresholds`` (optional: stardist's defaults 0.5, 0.4 without it) and
+      ``nucleai.json`` ``{"object_diameter": D}``, the median equivalent diameter (pixels) of
+      the training objects, used only to rescale images to a target object size (optional);
+    - refinement U-Net: ``refine.json``, the tuned p1 ... p6 (:mod:`nucleai.refine.params`;
+      the published values without it).
+
+Finding a model (:func:`locate`)
+    A folder path, or the name of a bundled model. Bundled models are the sub-folders of
+    :func:`models_dir`: the folder named by the environment variable ``NUCLEAI_MODELS_DIR`` when
+    it is set, otherwise the ``models/`` folder of the repository the package was installed from
+    in editable mode (``<repo>/shared/nucleai`` -> ``<repo>/models``). A non-editable install
+    has no repository beside it and needs ``NUCLEAI_MODELS_DIR``. A bare name means the bundled
+    model when there is one by that name (a folder of the same name in the working directory
+    does not shadow it; write ``./name`` for that). Errors list the bundled models of the kind
+    asked for (:func:`bundled_models`).
+
+Reading the spec (:func:`read_spec`)
+    Checks the folder without TensorFlow: config.json of the kind asked for, a weight file, the
+    kind's own files. Every spec has ``path``, ``name``, ``config``, ``weights``,
+    ``n_channel_in``, ``div_by`` (input sides must be multiples of these, per axis),
+    ``files()`` (what the network is built from) and ``build()`` (the loaded model; TensorFlow
+    from here on). :func:`div_by` is the one rule for the U-Net based networks.
+
+Building the detector's network
     The Keras graph is built by stardist's own model class from the folder's ``config.json``
     (``StarDist2D(Config2D(**config), basedir=None)``, which is what ``StarDist2D(None, name,
     basedir)`` does minus the file access), and the weights are loaded into it with Keras. Only
@@ -38,22 +55,29 @@ Building the network
     weights of any stardist model load exactly, layer by layer, and the outputs are bit-identical
     to stardist's ``keras_model.predict``.
 
-Caching
-    :func:`load_model` keeps loaded models for the life of the process (a CellProfiler worker,
-    a ``nucleai segment`` run), keyed by the resolved folder path and the modification times
-    and sizes of the files read (config, thresholds, weights, nucleai.json). Asking again for the
-    same unchanged folder returns the same object without touching TensorFlow; a model retrained
-    into the same folder is reloaded on the next call and replaces the old entry. The cache is
-    guarded by a lock, so threads may share it. :func:`clear_cache` empties it.
+Caching (:func:`load`, :func:`release`)
+    :func:`load` keeps loaded models for the life of the process (a CellProfiler worker, a
+    ``nucleai segment`` run), one cache for all kinds, keyed by the resolved folder and the
+    modification times and sizes of the spec's ``files()`` (for a refinement U-Net these include
+    refine.json, so re-tuned parameters give a new model object; a loaded model is never
+    changed). Asking again for the same unchanged folder returns the same object without
+    touching TensorFlow; a model retrained into the same folder is built again on the next call
+    and replaces the old entry. Building logs one line (name, folder, seconds) on the
+    ``nucleai`` logger; a cache hit logs nothing. :func:`release` forgets one model or all. The
+    cache is guarded by a lock, so threads may share it.
 """
 import contextlib
+import importlib
 import io
 import json
+import logging
 import math
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import InputError
 from .runtime import quiet_tensorflow
@@ -71,7 +95,32 @@ WEIGHTS_FILES = ("weights_best.h5", "weights_last.h5")
 DEFAULT_PROB_THRESH = 0.5
 DEFAULT_NMS_THRESH = 0.4
 
+
+class Kind(NamedTuple):
+    """One kind of model folder."""
+
+    #: What it is called in messages.
+    what: str
+    #: What uses it, for the message when a folder of this kind is given for another.
+    used_by: str
+    #: ``module:function`` that reads its spec from a located folder and its config.json
+    #: (imported only when a folder of this kind is read).
+    reader: str
+
+
+#: The kinds of model folder, by the name ``config.json`` gives as ``"kind"`` (a detector's,
+#: stardist's own config, gives none).
+KINDS = {
+    "starconvex": Kind("star-convex model", "it detects objects (RunStarConvex, nucleai segment)",
+                       "nucleai.models:starconvex_spec"),
+    "unet": Kind("contour-refinement U-Net", "it refines objects (RefineContoursUNet, nucleai refine)",
+                 "nucleai.refine.unet:unet_spec"),
+    "generator": Kind("pix2pix generator", "it renders a style's training images (StyleAugmentTrain)",
+                      "nucleai.train.pix2pix:generator_spec"),
+}
+
 _CONFIG_KEYS = ("n_dim", "axes", "n_channel_in", "n_rays", "grid", "backbone")
+_log = logging.getLogger(__name__)
 
 
 def models_dir():
@@ -84,18 +133,30 @@ def models_dir():
     return Path(nucleai.__file__).resolve().parents[2] / "models"
 
 
+def _check_kind(kind):
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; one of {', '.join(KINDS)}")
+
+
+def _kind_of_config(config):
+    kind = config.get("kind")
+    return kind if kind in KINDS and kind != "starconvex" else "starconvex"
+
+
 def model_kind(folder):
-    """``"unet"`` for a refinement U-Net folder (config.json says so), else ``"starconvex"``."""
+    """The kind of a model folder as its config.json declares it (``"starconvex"`` when it
+    declares none, or cannot be read)."""
     try:
-        kind = json.loads((Path(folder) / CONFIG_FILE).read_text()).get("kind")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        config = json.loads((Path(folder) / CONFIG_FILE).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
         return "starconvex"
-    return "unet" if kind == "unet" else "starconvex"
+    return _kind_of_config(config) if isinstance(config, dict) else "starconvex"
 
 
 def bundled_models(kind="starconvex"):
     """Names of the bundled models of one kind: sub-folders of :func:`models_dir` with a
-    config.json; ``kind`` is ``"starconvex"`` (detectors) or ``"unet"`` (refinement U-Nets)."""
+    config.json of that kind (see :data:`KINDS`)."""
+    _check_kind(kind)
     folder = models_dir()
     if not folder.is_dir():
         return []
@@ -108,27 +169,30 @@ def _looks_like_path(text):
     return os.sep in text or "/" in text or text.startswith((".", "~"))
 
 
-def bundled_model_dir(name):
-    """The folder of the bundled model ``name``.
+def bundled_model_dir(name, kind="starconvex"):
+    """The folder of the bundled model ``name`` (no folder of that name elsewhere).
 
     Raises
     ------
     InputError
-        If :func:`models_dir` has no such model folder; the message lists the bundled models.
+        If :func:`models_dir` has no such model folder; the message lists the bundled models of
+        ``kind``.
     """
+    _check_kind(kind)
     folder = models_dir() / str(name)
     if str(name) and "/" not in str(name) and os.sep not in str(name) and folder.is_dir():
         return folder.resolve()
-    available = ", ".join(bundled_models()) or "none"
+    available = ", ".join(bundled_models(kind)) or "none"
     hint = "" if models_dir().is_dir() else (
         f"; that folder does not exist: set {MODELS_DIR_ENV} to the folder of bundled models"
     )
     raise InputError(
-        f"no bundled model {str(name)!r} in {models_dir()} (bundled models: {available}){hint}"
+        f"no bundled model {str(name)!r} in {models_dir()} (bundled {KINDS[kind].what}s: "
+        f"{available}){hint}"
     )
 
 
-def resolve_model(name_or_path):
+def locate(name_or_path, kind="starconvex"):
     """The folder of a model given by bundled name or by path.
 
     Parameters
@@ -139,21 +203,24 @@ def resolve_model(name_or_path):
         is always a folder; a bare name is a bundled model if there is one by that name, else a
         folder of that name in the working directory. So ``fluo_nuclei`` is always the bundled
         model, and ``./fluo_nuclei`` a local folder.
+    kind : str
+        The kind wanted (:data:`KINDS`); only the error message depends on it.
 
     Returns
     -------
     Path
         The resolved (absolute) folder. Its contents are not checked here; see
-        :func:`read_model_spec`.
+        :func:`read_spec`.
 
     Raises
     ------
     InputError
-        If nothing by that name or path exists; the message lists the bundled models.
+        If nothing by that name or path exists; the message lists the bundled models of ``kind``.
     """
+    _check_kind(kind)
     text = str(name_or_path).strip()
     if not text:
-        raise InputError("no model given: name a bundled model or a model folder")
+        raise InputError(f"no model given: name a bundled {KINDS[kind].what} or a model folder")
     path = Path(text).expanduser()
     if isinstance(name_or_path, Path) or _looks_like_path(text):
         if path.is_dir():
@@ -162,18 +229,101 @@ def resolve_model(name_or_path):
             raise InputError(f"model {path} is a file; a model is a folder (with {CONFIG_FILE})")
         raise InputError(f"model folder {path} does not exist")
     if (models_dir() / text).is_dir():
-        return bundled_model_dir(text)
+        return bundled_model_dir(text, kind)
     if path.is_dir():
         return path.resolve()
     try:
-        return bundled_model_dir(text)
+        return bundled_model_dir(text, kind)
     except InputError as error:
         raise InputError(f"no model folder {text!r} and {error}") from None
 
 
+def read_json(path):
+    """A JSON object from ``path``; InputError naming the file when unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot be read ({error})") from error
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a JSON object ({{...}}) was expected")
+    return data
+
+
+def find_weights(folder):
+    """The weight file of a model folder: the first of :data:`WEIGHTS_FILES` present.
+
+    Raises
+    ------
+    InputError
+        If there is none; other ``*.h5`` files present are named.
+    """
+    weights = next((folder / name for name in WEIGHTS_FILES if (folder / name).is_file()), None)
+    if weights is None:
+        present = sorted(p.name for p in folder.glob("*.h5"))
+        found = f" (found only {', '.join(present)})" if present else ""
+        raise InputError(f"model folder {folder} has no {' or '.join(WEIGHTS_FILES)}{found}")
+    return weights
+
+
+def div_by(config):
+    """Input sides (y, x) must be multiples of these: ``unet_pool ** unet_n_depth * grid``.
+
+    The rule of stardist's U-Net, with stardist's ``Config2D`` defaults for keys a config
+    leaves out (pool 2 x 2, depth 3, grid 1 x 1); a refinement U-Net's config has no pool or
+    grid, so its inputs are multiples of ``2 ** unet_n_depth``.
+    """
+    depth = int(config.get("unet_n_depth", 3))
+    pool, grid = config.get("unet_pool", (2, 2)), config.get("grid", (1, 1))
+    return tuple(int(p) ** depth * int(g) for p, g in zip(pool, grid))
+
+
+def read_spec(name_or_path, kind="starconvex"):
+    """Find and check a model folder of one kind without loading the network.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        See :func:`locate`.
+    kind : str
+        ``"starconvex"``, ``"unet"`` or ``"generator"``.
+
+    Returns
+    -------
+    StarConvexSpec, nucleai.refine.unet.UNetSpec or nucleai.train.pix2pix.GeneratorSpec
+
+    Raises
+    ------
+    InputError
+        Naming the folder or file: the folder does not exist, config.json is missing, not JSON,
+        of another kind or not valid for the kind, there is no weight file, or a file of the
+        kind (thresholds.json, nucleai.json, refine.json) holds values out of range.
+    """
+    path = locate(name_or_path, kind)
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        raise InputError(
+            f"model folder {path} has no {CONFIG_FILE}; a model folder holds {CONFIG_FILE} and "
+            f"{' or '.join(WEIGHTS_FILES)}"
+        )
+    config = read_json(config_path)
+    found = _kind_of_config(config)
+    if found != kind:
+        raise InputError(
+            f"{config_path}: a {KINDS[found].what}, not a {KINDS[kind].what}; {KINDS[found].used_by}"
+        )
+    module, function = KINDS[kind].reader.split(":")
+    return getattr(importlib.import_module(module), function)(path, config)
+
+
+# --------------------------------------------------------------------------------------------
+# Star-convex detectors
+
+
 @dataclass(frozen=True)
-class ModelSpec:
-    """What a model folder declares, checked; no TensorFlow involved.
+class StarConvexSpec:
+    """What a detector's folder declares, checked; no TensorFlow involved.
 
     Attributes
     ----------
@@ -191,7 +341,7 @@ class ModelSpec:
     grid : tuple of int
         Output subsampling of the network per axis (y, x).
     div_by : tuple of int
-        Input sizes must be multiples of these (``unet_pool ** unet_n_depth * grid``).
+        Input sizes must be multiples of these (:func:`div_by`).
     object_diameter : float or None
         Median object diameter of the training data (nucleai.json), if declared.
     """
@@ -208,6 +358,8 @@ class ModelSpec:
     div_by: tuple
     object_diameter: float = None
 
+    kind = "starconvex"
+
     @property
     def name(self):
         return self.path.name
@@ -220,25 +372,12 @@ class ModelSpec:
                 files.append(self.path / extra)
         return files
 
-
-def _read_json(path):
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot be read ({error})") from error
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: not valid JSON ({error})") from error
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: a JSON object ({{...}}) was expected")
-    return data
+    def build(self):
+        """The loaded model (TensorFlow); use :func:`load` for the cached one."""
+        return StarConvexModel(self)
 
 
 def _check_config(config, path):
-    if config.get("kind") == "unet":
-        raise InputError(
-            f"{path}: a contour-refinement U-Net, not a star-convex model; it refines objects "
-            "(RefineContoursUNet, nucleai refine)"
-        )
     missing = [key for key in _CONFIG_KEYS if key not in config]
     if missing:
         raise InputError(
@@ -254,7 +393,7 @@ def _check_config(config, path):
         grid = tuple(int(g) for g in config["grid"])
         n_rays, n_channel_in = int(config["n_rays"]), int(config["n_channel_in"])
         pool = tuple(int(p) for p in config.get("unet_pool", (2, 2)))
-        depth = int(config.get("unet_n_depth", 2))
+        required = div_by(config)
     except (TypeError, ValueError) as error:
         raise InputError(f"{path}: malformed grid/n_rays/n_channel_in/unet_pool ({error})") from error
     if len(grid) != 2 or len(pool) != 2 or min(grid) < 1 or n_rays < 3 or n_channel_in < 1:
@@ -262,14 +401,13 @@ def _check_config(config, path):
             f"{path}: implausible values (grid {grid}, unet_pool {pool}, n_rays {n_rays}, "
             f"n_channel_in {n_channel_in})"
         )
-    div_by = tuple(p**depth * g for p, g in zip(pool, grid))
-    return grid, n_rays, n_channel_in, div_by
+    return grid, n_rays, n_channel_in, required
 
 
 def _read_thresholds(path):
     if not path.is_file():
         return DEFAULT_PROB_THRESH, DEFAULT_NMS_THRESH, "default"
-    data = _read_json(path)
+    data = read_json(path)
     values = []
     for key in ("prob", "nms"):
         value = data.get(key)
@@ -282,7 +420,7 @@ def _read_thresholds(path):
 def _read_object_diameter(path):
     if not path.is_file():
         return None
-    value = _read_json(path).get("object_diameter")
+    value = read_json(path).get("object_diameter")
     if value is None:
         return None
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not (
@@ -292,41 +430,13 @@ def _read_object_diameter(path):
     return float(value)
 
 
-def read_model_spec(name_or_path):
-    """Find and check a model folder without loading the network.
-
-    Parameters
-    ----------
-    name_or_path : str or Path
-        See :func:`resolve_model`.
-
-    Returns
-    -------
-    ModelSpec
-
-    Raises
-    ------
-    InputError
-        Naming the folder or file: the folder does not exist, config.json is missing, not JSON or
-        not a 2-D stardist config, thresholds.json holds values outside (0, 1), or there is no
-        weights_best.h5 / weights_last.h5.
-    """
-    path = resolve_model(name_or_path)
-    config_path = path / CONFIG_FILE
-    if not config_path.is_file():
-        raise InputError(
-            f"model folder {path} has no {CONFIG_FILE}; a model folder holds {CONFIG_FILE}, "
-            f"{THRESHOLDS_FILE} and {' or '.join(WEIGHTS_FILES)} (stardist's layout)"
-        )
-    config = _read_json(config_path)
-    grid, n_rays, n_channel_in, div_by = _check_config(config, config_path)
-    weights = next((path / name for name in WEIGHTS_FILES if (path / name).is_file()), None)
-    if weights is None:
-        present = sorted(p.name for p in path.glob("*.h5"))
-        found = f" (found only {', '.join(present)})" if present else ""
-        raise InputError(f"model folder {path} has no {' or '.join(WEIGHTS_FILES)}{found}")
+def starconvex_spec(path, config):
+    """The :class:`StarConvexSpec` of a located detector folder and its config.json (use
+    :func:`read_spec`, which finds the folder and checks the kind)."""
+    grid, n_rays, n_channel_in, required = _check_config(config, path / CONFIG_FILE)
+    weights = find_weights(path)
     prob, nms, source = _read_thresholds(path / THRESHOLDS_FILE)
-    return ModelSpec(
+    return StarConvexSpec(
         path=path,
         config=config,
         prob_thresh=prob,
@@ -336,16 +446,16 @@ def read_model_spec(name_or_path):
         n_channel_in=n_channel_in,
         n_rays=n_rays,
         grid=grid,
-        div_by=div_by,
+        div_by=required,
         object_diameter=_read_object_diameter(path / METADATA_FILE),
     )
 
 
 class StarConvexModel:
-    """A loaded model: its :class:`ModelSpec` and the network's forward pass.
+    """A loaded detector: its :class:`StarConvexSpec` and the network's forward pass.
 
-    Use :func:`load_model` to get one (cached). ``predict_maps`` is the only place TensorFlow
-    runs; everything else in :mod:`nucleai.predict` is numpy.
+    Use :func:`load` to get one (cached). ``predict_maps`` is the only place TensorFlow runs;
+    everything else in :mod:`nucleai.predict` is numpy.
     """
 
     def __init__(self, spec):
@@ -372,8 +482,6 @@ class StarConvexModel:
                 f"{spec.path / CONFIG_FILE}: stardist cannot build this network "
                 f"({type(error).__name__}: {error})"
             ) from error
-        # The thresholds stardist's own predict_instances falls back to, for comparisons.
-        self.stardist_model.thresholds = dict(prob=spec.prob_thresh, nms=spec.nms_thresh)
         self.keras_model = self.stardist_model.keras_model
         try:
             self.keras_model.load_weights(str(spec.weights))
@@ -432,11 +540,15 @@ class StarConvexModel:
         return self._tile_overlap
 
 
+# --------------------------------------------------------------------------------------------
+# The cache
+
+
 _cache = {}
 _cache_lock = threading.Lock()
 
 
-def _cache_key(spec):
+def _stamps(spec):
     stamps = []
     for path in spec.files():
         stat = path.stat()
@@ -444,36 +556,52 @@ def _cache_key(spec):
     return tuple(stamps)
 
 
-def load_model(name_or_path):
+def load(name_or_path, kind="starconvex"):
     """The loaded model for a bundled name or folder, built at most once per process.
 
     Parameters
     ----------
     name_or_path : str or Path
-        See :func:`resolve_model`.
+        See :func:`locate`.
+    kind : str
+        ``"starconvex"``, ``"unet"`` or ``"generator"``.
 
     Returns
     -------
-    StarConvexModel
+    StarConvexModel, nucleai.refine.unet.UNetModel or nucleai.train.pix2pix.GeneratorModel
+        With the spec it was built from as ``.spec``. The same object as long as the folder's
+        files are unchanged and :func:`release` is not called; never modified afterwards.
 
     Raises
     ------
     InputError
-        For anything :func:`read_model_spec` rejects, a config stardist cannot build, or weights
-        that do not load (truncated file, another architecture); the message names the file.
+        For anything :func:`read_spec` rejects, a config the network cannot be built from, or
+        weights that do not load (truncated file, another architecture); the message names the
+        file.
     """
-    spec = read_model_spec(name_or_path)
-    key = _cache_key(spec)
+    spec = read_spec(name_or_path, kind)
+    stamps = _stamps(spec)
     with _cache_lock:
         cached = _cache.get(spec.path)
-        if cached is not None and cached[0] == key:
+        if cached is not None and cached[0] == stamps:
             return cached[1]
-        model = StarConvexModel(spec)
-        _cache[spec.path] = (key, model)
-        return model
+        start = time.perf_counter()
+        model = spec.build()
+        _cache[spec.path] = (stamps, model)
+    _log.info("loaded %s %s from %s in %.2f s", KINDS[kind].what, spec.name, spec.path,
+              time.perf_counter() - start)
+    return model
 
 
-def clear_cache():
-    """Forget every loaded model (the next :func:`load_model` builds again)."""
+def release(name_or_path=None, kind="starconvex"):
+    """Forget loaded models: the one of ``name_or_path`` (see :func:`locate`), or all.
+
+    The next :func:`load` of a released folder builds the network again; objects already handed
+    out stay usable. Returns the number of models released.
+    """
     with _cache_lock:
-        _cache.clear()
+        if name_or_path is None:
+            count = len(_cache)
+            _cache.clear()
+            return count
+        return int(_cache.pop(locate(name_or_path, kind), None) is not None)

@@ -21,6 +21,9 @@ stardist's for the same model, thresholds and image):
   1e-3. Candidates are ordered row-major, then by descending probability (``np.argsort`` of the
   same array, so ties break identically).
 
+Every parameter of the chain (thresholds, percentiles, object size, tiles, channel) is a field
+of :class:`SegmentOptions`, checked once when it is made; :func:`segment` takes one.
+
 What is ours: the forward pass through one ``tf.function`` (:mod:`nucleai.models`), the tiling,
 the non-maximum suppression (:mod:`nucleai.nms`) and the rendering (:mod:`nucleai.geometry`).
 
@@ -44,12 +47,13 @@ Object size
     ``object_diameter="auto"`` estimates it from a first pass at scale 1 (nucleAIzer's rule:
     median equivalent diameter of the objects found).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.ndimage as ndi
 
 from .errors import InputError
+from .options import check_number
 from .timing import timed
 
 #: Default normalisation percentiles (stardist's examples, the nucleAIzer papers).
@@ -112,13 +116,14 @@ def select_channels(image, n_channel_in, channel=None):
     if channel is not None:
         if image.ndim == 2:
             if channel != 0:
-                raise InputError(f"channel {channel} requested but the image is grey (1 channel)")
+                raise InputError(f"channel {channel} requested but the image is grey (1 channel)", "channel")
             image = image[..., np.newaxis]
         else:
             if not 0 <= channel < n_image:
                 raise InputError(
                     f"channel {channel} requested but the image has {n_image} channels "
-                    f"(0 to {n_image - 1})"
+                    f"(0 to {n_image - 1})",
+                    "channel",
                 )
             image = image[..., channel : channel + 1]
         n_image = 1
@@ -132,7 +137,8 @@ def select_channels(image, n_channel_in, channel=None):
             return image[..., :1]
         raise InputError(
             f"the model takes 1 channel but the image has {n_image} different channels; "
-            "choose the channel to segment"
+            "choose the channel to segment",
+            "channel",
         )
     if n_channel_in == 3 and n_image == 1:
         return np.repeat(image, 3, axis=2)
@@ -150,7 +156,8 @@ def normalize(image, pmin=PERCENTILES[0], pmax=PERCENTILES[1], mask=None):
     ----------
     image : (H, W, C) array
     pmin, pmax : float
-        Percentiles (0-100, ``pmin < pmax``) mapped to 0 and 1; values outside are not clipped.
+        Percentiles (0-100, ``pmin < pmax``, as :class:`SegmentOptions` checks them) mapped to 0
+        and 1; values outside are not clipped.
     mask : (H, W) bool array, optional
         Compute the percentiles over these pixels only.
 
@@ -161,12 +168,9 @@ def normalize(image, pmin=PERCENTILES[0], pmax=PERCENTILES[1], mask=None):
     Raises
     ------
     InputError
-        For percentiles outside 0-100 or not increasing, non-finite pixels, or a (nearly)
-        constant channel (its two percentiles are equal: nothing to segment, and dividing by
+        For non-finite pixels, or a (nearly) constant channel (its two percentiles are equal: nothing to segment, and dividing by
         their difference would only amplify noise).
     """
-    if not (0 <= pmin < pmax <= 100):
-        raise InputError(f"percentiles must satisfy 0 <= low < high <= 100, got {pmin}, {pmax}")
     image = np.asarray(image)
     if image.ndim != 3:
         raise InputError(f"normalize expects (H, W, C), got shape {image.shape}")
@@ -200,23 +204,25 @@ def scaled_shape(shape, scale):
     return tuple(int(round(s * scale)) for s in shape)
 
 
-def check_scale(scale, shape):
-    """Validate a scale factor for an image of ``shape`` (H, W); returns it as float."""
-    try:
-        scale = float(scale)
-    except (TypeError, ValueError) as error:
-        raise InputError(f"scale must be a number, got {scale!r}") from error
-    if not (np.isfinite(scale) and scale > 0):
-        raise InputError(f"scale must be a positive number, got {scale}")
+def check_scale(scale, shape, field="scale"):
+    """A (positive, checked) scale factor that leaves an image of ``shape`` (H, W) a sane size.
+
+    Raises
+    ------
+    InputError
+        With ``field``, when the scaled image has no pixels or more than
+        :data:`MAX_SCALED_PIXELS`.
+    """
     new = scaled_shape(shape, scale)
     if min(new) < 1:
-        raise InputError(f"scale {scale:g} shrinks the {shape[0]}x{shape[1]} image to nothing")
+        raise InputError(f"scale {scale:g} shrinks the {shape[0]}x{shape[1]} image to nothing", field)
     if new[0] * new[1] > MAX_SCALED_PIXELS:
         raise InputError(
             f"scale {scale:g} enlarges the {shape[0]}x{shape[1]} image to {new[0]}x{new[1]} "
-            "pixels; is the scale (or the object diameter) right?"
+            "pixels; is the scale (or the object diameter) right?",
+            field,
         )
-    return scale
+    return float(scale)
 
 
 def pad_to_multiple(x, div_by):
@@ -244,7 +250,9 @@ def parse_tiles(text):
     except (TypeError, ValueError):
         tiles = ()
     if len(tiles) != 2 or min(tiles) < 1:
-        raise InputError(f"tiles must be 'auto' or YxX with whole numbers >= 1 (e.g. 2x2), got {text!r}")
+        raise InputError(
+            f"tiles must be 'auto' or YxX with whole numbers >= 1 (e.g. 2x2), got {text!r}", "tiles"
+        )
     return tiles
 
 
@@ -511,9 +519,75 @@ def _prob_to_image(prob, grid, scaled, shape):
     ).astype(np.float32)
 
 
-def segment(image, model, *, prob_thresh=None, nms_thresh=None, percentiles=PERCENTILES,
-            scale=None, object_diameter=None, model_diameter=None, tiles="auto",
-            channel=None, mask=None, return_prob_map=False, timings=None):
+@dataclass(frozen=True)
+class SegmentOptions:
+    """How :func:`segment` runs, checked once here; every caller builds one of these.
+
+    Attributes
+    ----------
+    prob_thresh, nms_thresh : float, optional
+        Thresholds in (0, 1); None: the model's tuned ones (thresholds.json).
+    percentiles : (low, high)
+        Normalisation percentiles, ``0 <= low < high <= 100``.
+    scale : float, optional
+        Zoom factor applied to the image before prediction (stardist's ``scale``), > 0; 1 when
+        neither it nor ``object_diameter`` is given.
+    object_diameter : float or "auto", optional
+        Typical object diameter in the images (pixels, > 0), or ``"auto"`` to estimate it from a
+        first pass at scale 1; sets ``scale = model_diameter / object_diameter``. Exclusive with
+        ``scale``.
+    model_diameter : float, optional
+        The diameter the model expects (> 0); by default the model's declared one (nucleai.json).
+    tiles : "auto" or (ny, nx) or "YxX"
+        Tiling of the network input (see the module docstring); stored as ``"auto"`` or a pair.
+    channel : int, optional
+        For a multi-channel image and a one-channel model: which channel, from 0.
+
+    Raises
+    ------
+    InputError
+        With ``field`` the attribute at fault.
+    """
+
+    prob_thresh: float = None
+    nms_thresh: float = None
+    percentiles: tuple = PERCENTILES
+    scale: float = None
+    object_diameter: object = None
+    model_diameter: float = None
+    tiles: object = "auto"
+    channel: int = None
+
+    def __post_init__(self):
+        def store(field, value):
+            object.__setattr__(self, field, value)
+
+        for field in ("prob_thresh", "nms_thresh"):
+            if getattr(self, field) is not None:
+                store(field, check_number(getattr(self, field), field, low=0, high=1,
+                                          low_open=True, high_open=True))
+        if not (isinstance(self.percentiles, (tuple, list)) and len(self.percentiles) == 2):
+            raise InputError(f"percentiles must be two numbers, got {self.percentiles!r}", "percentiles")
+        low, high = (check_number(p, "percentiles", low=0, high=100) for p in self.percentiles)
+        if not low < high:
+            raise InputError(f"percentiles must satisfy 0 <= low < high <= 100, got {low:g}, {high:g}", "percentiles")
+        store("percentiles", (low, high))
+        for field in ("scale", "model_diameter"):
+            if getattr(self, field) is not None:
+                store(field, check_number(getattr(self, field), field, low=0, low_open=True))
+        diameter = self.object_diameter
+        if isinstance(diameter, str) and diameter.strip().lower() == "auto":
+            store("object_diameter", "auto")
+        elif diameter is not None:
+            store("object_diameter", check_number(diameter, "object_diameter", low=0, low_open=True))
+        if self.scale is not None and self.object_diameter is not None:
+            raise InputError("give either a scale or an object diameter, not both", "scale")
+        store("tiles", parse_tiles(self.tiles))
+        if self.channel is not None:
+            store("channel", check_number(self.channel, "channel", low=0, integer=True))
+
+
+def segment(image, model, options=SegmentOptions(), *, mask=None, return_prob_map=False, timings=None):
     """Segment nuclei in one image with a star-convex model.
 
     Parameters
@@ -521,23 +595,9 @@ def segment(image, model, *, prob_thresh=None, nms_thresh=None, percentiles=PERC
     image : (H, W) or (H, W, C) array
         Any numeric dtype; the percentile normalisation makes the intensity scale irrelevant.
     model : nucleai.models.StarConvexModel
-        From :func:`nucleai.models.load_model`.
-    prob_thresh, nms_thresh : float, optional
-        Thresholds in (0, 1); the model's tuned ones (thresholds.json) by default.
-    percentiles : (low, high)
-        Normalisation percentiles.
-    scale : float, optional
-        Zoom factor applied to the image before prediction (stardist's ``scale``); 1 by default.
-    object_diameter : float or "auto", optional
-        Typical object diameter in this image (pixels), or ``"auto"`` to estimate it from a first
-        pass at scale 1; sets ``scale = model_diameter / object_diameter``. Exclusive with
-        ``scale``.
-    model_diameter : float, optional
-        The diameter the model expects; by default the model's declared one (nucleai.json).
-    tiles : "auto" or (ny, nx) or "YxX"
-        Tiling of the network input (see the module docstring).
-    channel : int, optional
-        For a multi-channel image and a one-channel model: which channel (0-based).
+        From :func:`nucleai.models.load`.
+    options : SegmentOptions
+        Thresholds, percentiles, object size, tiling, channel.
     mask : (H, W) bool array, optional
         Objects must have their centre inside the mask and are cut to it; the normalisation
         percentiles are taken inside it. An all-False mask gives no objects.
@@ -555,19 +615,16 @@ def segment(image, model, *, prob_thresh=None, nms_thresh=None, percentiles=PERC
     Raises
     ------
     InputError
-        For an image the model cannot take (channels), an empty, constant or non-finite image,
-        thresholds outside (0, 1), a bad scale, diameter or mask.
+        For an image the model cannot take (channels), an empty, constant or non-finite image, a
+        mask of another shape, a scale (or diameter) that makes the image empty or huge, or a
+        model without a declared diameter when rescaling to it.
     """
     spec = model.spec
-    prob_thresh = spec.prob_thresh if prob_thresh is None else prob_thresh
-    nms_thresh = spec.nms_thresh if nms_thresh is None else nms_thresh
-    for name, value in (("probability threshold", prob_thresh), ("NMS threshold", nms_thresh)):
-        if not (isinstance(value, (int, float, np.floating)) and 0 < value < 1):
-            raise InputError(f"{name} must be between 0 and 1, got {value!r}")
-    tiles = parse_tiles(tiles)
+    prob_thresh = spec.prob_thresh if options.prob_thresh is None else options.prob_thresh
+    nms_thresh = spec.nms_thresh if options.nms_thresh is None else options.nms_thresh
 
     with timed(timings, "normalize"):
-        x = select_channels(image, spec.n_channel_in, channel)
+        x = select_channels(image, spec.n_channel_in, options.channel)
         shape = x.shape[:2]
         if mask is not None:
             mask = np.asarray(mask, bool)
@@ -579,24 +636,21 @@ def segment(image, model, *, prob_thresh=None, nms_thresh=None, percentiles=PERC
             labels=empty, probabilities=np.zeros(0, np.float32), points=np.zeros((0, 2), np.float32),
             prob_map=np.zeros(shape, np.float32) if return_prob_map else None,
             prob_thresh=float(prob_thresh), nms_thresh=float(nms_thresh),
-            scale=1.0 if scale is None else float(scale), n_tiles=(0, 0),
+            scale=1.0 if options.scale is None else options.scale, n_tiles=(0, 0),
         )
-    if object_diameter is not None:
-        if scale is not None:
-            raise InputError("give either a scale or an object diameter, not both")
-        model_diameter = spec.object_diameter if model_diameter is None else model_diameter
+    scale, scale_field = 1.0 if options.scale is None else options.scale, "scale"
+    if options.object_diameter is not None:
+        model_diameter = spec.object_diameter if options.model_diameter is None else options.model_diameter
         if model_diameter is None:
             raise InputError(
                 f"model {spec.name} does not declare the object diameter it was trained on "
-                f"(nucleai.json); give the model's diameter"
+                f"(nucleai.json); give the model's diameter",
+                "model_diameter",
             )
-        if not (np.isfinite(model_diameter) and model_diameter > 0):
-            raise InputError(f"the model's object diameter must be positive, got {model_diameter}")
-        if isinstance(object_diameter, str) and object_diameter.strip().lower() == "auto":
+        if options.object_diameter == "auto":
             first = segment(
-                image, model, prob_thresh=prob_thresh, nms_thresh=nms_thresh,
-                percentiles=percentiles, scale=1.0, tiles=tiles, channel=channel, mask=mask,
-                return_prob_map=return_prob_map, timings=timings,
+                image, model, replace(options, object_diameter=None, model_diameter=None, scale=1.0),
+                mask=mask, return_prob_map=return_prob_map, timings=timings,
             )
             found = estimate_object_diameter(first.labels)
             if first.count < MIN_OBJECTS_FOR_DIAMETER or not np.isfinite(found):
@@ -606,21 +660,16 @@ def segment(image, model, *, prob_thresh=None, nms_thresh=None, percentiles=PERC
             if abs(scale - 1.0) < 0.05:  # the first pass is already at the right size
                 return first
         else:
-            try:
-                object_diameter = float(object_diameter)
-            except (TypeError, ValueError) as error:
-                raise InputError(f"object diameter must be a number or 'auto', got {object_diameter!r}") from error
-            if not (np.isfinite(object_diameter) and object_diameter > 0):
-                raise InputError(f"object diameter must be positive, got {object_diameter}")
-            scale = model_diameter / object_diameter
-    scale = check_scale(1.0 if scale is None else scale, shape)
+            scale = model_diameter / options.object_diameter
+        scale_field = "object_diameter"
+    scale = check_scale(scale, shape, scale_field)
 
     with timed(timings, "normalize"):
-        x = normalize(x, *percentiles, mask=mask)
+        x = normalize(x, *options.percentiles, mask=mask)
         x = rescale(x, scale)
         scaled = x.shape[:2]
         x = pad_to_multiple(x, spec.div_by)
-    n_tiles = auto_tiles(x.shape[:2]) if tiles == "auto" else tiles
+    n_tiles = auto_tiles(x.shape[:2]) if options.tiles == "auto" else options.tiles
 
     def inside_mask(points):
         """Candidate centres (pixels of the scaled image) that lie in the mask."""

@@ -19,7 +19,8 @@ import numpy as np
 from .errors import InputError
 from .metrics import evaluate_image
 from .predict import (
-    PERCENTILES, Candidates, normalize, pad_to_multiple, predict_candidates, render, select_channels, suppress,
+    PERCENTILES, Candidates, SegmentOptions, normalize, pad_to_multiple, predict_candidates, render, select_channels,
+    suppress,
 )
 
 #: Default search grid: stardist's defaults (0.5, 0.4) lie on it.
@@ -37,10 +38,11 @@ class ThresholdSearch:
     scores: dict  # (prob_thresh, nms_thresh) -> mean DSB score over images
 
 
-def image_candidates(image, model, prob_thresh, percentiles=PERCENTILES, channel=None):
-    """The network's candidates for one image at scale 1, as :func:`nucleai.predict.segment` gets them."""
-    x = select_channels(image, model.spec.n_channel_in, channel)
-    x = normalize(x, *percentiles)
+def image_candidates(image, model, prob_thresh, options=SegmentOptions()):
+    """The network's candidates for one image at scale 1, as :func:`nucleai.predict.segment` gets them
+    with ``options`` (its percentiles and channel; the tiling is left out, which changes nothing)."""
+    x = select_channels(image, model.spec.n_channel_in, options.channel)
+    x = normalize(x, *options.percentiles)
     shape = x.shape[:2]
     return predict_candidates(model, pad_to_multiple(x, model.spec.div_by), shape, prob_thresh)
 
@@ -72,17 +74,23 @@ def tune_thresholds(model, images, truths, prob_thresholds=PROB_THRESHOLDS, nms_
     percentiles : (float, float)
         Normalisation percentiles, as used at prediction time.
 
+    Raises
+    ------
+    InputError
+        For no images, unequal numbers of images and labels, or thresholds or percentiles that
+        :class:`nucleai.predict.SegmentOptions` refuses (``field`` names them).
+
     Returns
     -------
     ThresholdSearch
     """
     if len(images) == 0 or len(images) != len(truths):
         raise InputError(f"need the same, non-zero number of images and label images, got {len(images)} and {len(truths)}")
-    grid = [(float(p), float(n)) for n in nms_thresholds for p in prob_thresholds]
-    if not all(0 < p < 1 and 0 < n < 1 for p, n in grid):
-        raise InputError("thresholds must lie strictly between 0 and 1")
+    pairs = [SegmentOptions(prob_thresh=p, nms_thresh=n, percentiles=percentiles)
+             for n in nms_thresholds for p in prob_thresholds]
+    grid = [(options.prob_thresh, options.nms_thresh) for options in pairs]
     lowest = min(p for p, _ in grid)
-    candidates = [image_candidates(image, model, lowest, percentiles) for image in images]
+    candidates = [image_candidates(image, model, lowest, pairs[0]) for image in images]
     scores = {}
     for prob_thresh, nms_thresh in grid:
         per_image = [

@@ -13,9 +13,7 @@ Transforms
     where they are), are exact (no interpolation) and :func:`invert` undoes each one exactly,
     for non-square images too (``rot90``, ``rot270``, ``transpose`` and ``transverse`` swap
     height and width). The paper's set, the default (:data:`PAPER_TRANSFORMS`), is the identity,
-    the two flips and the three rotations. For star-convex outputs, :func:`ray_permutation`
-    gives the reordering of the rays a transform implies (rays at ``2 pi k / n_rays``, see
-    :mod:`nucleai.geometry`).
+    the two flips and the three rotations.
 
 The merge (:func:`merge_instances`), given N label images of the same image ("versions")
     1. Matching: objects of two different versions match when their mask IoU is >= 0.5 and each
@@ -54,6 +52,12 @@ The merge (:func:`merge_instances`), given N label images of the same image ("ve
     IoU of the member's mask with the merged mask (1: every version that found the object
     drew the same outline as the result).
 
+Options
+    :func:`merge_instances` takes a :class:`MergeOptions` (``min_votes``, ``iou_threshold``) and
+    :func:`segment_tta` a :class:`TTAOptions` (the transforms too) with the
+    :class:`nucleai.predict.SegmentOptions` of every version. Each checks itself once; the vote
+    is checked against the number of versions in :meth:`MergeOptions.votes_needed` only.
+
 Speed
     Everything is derived from sparse overlap counts, as in :mod:`nucleai.metrics`: one
     ``np.bincount`` (or ``np.unique`` for sparse ids) of the paired object indices of the
@@ -64,7 +68,7 @@ Speed
     1024 x 1024 image.
 
 An alternative we did not take: averaging the network's outputs (probabilities and, with the
-rays permuted by :func:`ray_permutation`, distances) over the transforms and running one NMS.
+rays reordered to match each transform, distances) over the transforms and running one NMS.
 The network predicts on a grid of every second pixel from the top-left, and a flip does not map
 that grid onto itself (cell ``i`` of a flipped image of even width sits at pixel
 ``W - 1 - 2 i`` of the original, between two cells), so the maps would have to be resampled;
@@ -72,13 +76,16 @@ and it averages before the NMS, a different method from the paper's vote on fini
 Merging label images also works for any segmentation method, which the consensus of two
 modules needs.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .errors import InputError
+from .labels import check_labels, compact
+from .options import check_number
+from .predict import SegmentOptions, segment
 from .timing import timed
 
 #: All 8 transforms, in the order the CLI and the CellProfiler module list them.
@@ -125,16 +132,17 @@ def check_transforms(transforms):
         transforms = [t.strip() for t in transforms.split(",") if t.strip()]
     transforms = tuple(transforms)
     if not transforms:
-        raise InputError(f"no transforms given; choose from {', '.join(TRANSFORMS)}")
+        raise InputError(f"no transforms given; choose from {', '.join(TRANSFORMS)}", "transforms")
     unknown = [t for t in transforms if t not in TRANSFORMS]
     if unknown:
         raise InputError(
             f"unknown transform {', '.join(map(repr, unknown))}; "
-            f"choose from {', '.join(TRANSFORMS)}"
+            f"choose from {', '.join(TRANSFORMS)}",
+            "transforms",
         )
     repeated = sorted({t for t in transforms if transforms.count(t) > 1})
     if repeated:
-        raise InputError(f"transform {', '.join(repeated)} given more than once")
+        raise InputError(f"transform {', '.join(repeated)} given more than once", "transforms")
     return transforms
 
 
@@ -183,55 +191,6 @@ def invert(array, name):
     return transform(array, INVERSE[name])
 
 
-def ray_permutation(name, n_rays):
-    """Reorder the rays of a star-convex polygon predicted on a transformed image.
-
-    Rays point at angles ``phi_k = 2 pi k / n_rays`` with direction ``(sin phi_k, cos phi_k)``
-    in (y, x). A transform maps each ray direction onto another ray direction when ``n_rays``
-    is a multiple of 4 (of 2 for the flips and rot180), so a polygon's distances in the
-    original image are the distances predicted on the transformed image, reordered.
-
-    Parameters
-    ----------
-    name : str
-        One of :data:`TRANSFORMS`.
-    n_rays : int
-
-    Returns
-    -------
-    perm : (n_rays,) int array
-        ``dist_original = dist_transformed[..., perm]``: ray ``k`` of the original image is ray
-        ``perm[k]`` of the transformed one (together with :func:`invert` on the map's two
-        spatial axes for a dense distance map).
-
-    Raises
-    ------
-    InputError
-        For an unknown transform or a ray count the transform does not map onto itself.
-    """
-    check_transforms([name])
-    quarter, half = n_rays // 4, n_rays // 2
-    needs = 2 if name in ("flip_x", "rot180") else 1 if name in ("identity", "flip_y") else 4
-    if n_rays < 3 or n_rays % needs:
-        raise InputError(
-            f"transform {name!r} maps the rays of a star-convex polygon onto rays only when "
-            f"n_rays is a multiple of {needs}; this model has {n_rays}"
-        )
-    k = np.arange(n_rays)
-    # angle map of each transform (y down, angles from +x towards +y), as ray index arithmetic
-    target = {
-        "identity": k,
-        "flip_y": -k,  # (dy, dx) -> (-dy, dx): phi -> -phi
-        "flip_x": half - k,  # (dy, -dx): phi -> pi - phi
-        "rot90": k - quarter,  # (-dx, dy): phi -> phi - pi/2
-        "rot180": k + half,
-        "rot270": k + quarter,
-        "transpose": quarter - k,  # (dx, dy): phi -> pi/2 - phi
-        "transverse": -quarter - k,  # (-dx, -dy): phi -> -pi/2 - phi
-    }[name]
-    return np.mod(target, n_rays)
-
-
 # --------------------------------------------------------------------------------------------
 # Merging label images
 
@@ -270,43 +229,44 @@ def default_min_votes(n_versions):
     return (n_versions + 1) // 2
 
 
-def _check_label_images(label_images):
-    images = [np.asarray(labels) for labels in label_images]
-    if not images:
-        raise InputError("no label images to merge")
-    for i, labels in enumerate(images):
-        if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
-            raise InputError(
-                f"label image {i} has dtype {labels.dtype}; label images of integers are "
-                "expected (0 = background, one id per object)"
-            )
-        if labels.ndim != 2:
-            raise InputError(f"label image {i} has shape {labels.shape}; 2-D label images expected")
-        if labels.shape != images[0].shape:
-            raise InputError(
-                f"label image {i} has shape {labels.shape} but label image 0 has "
-                f"{images[0].shape}; versions of one image must have the same shape"
-            )
-        if labels.size and labels.min() < 0:
-            raise InputError(f"label image {i} has negative ids")
-    return images
+@dataclass(frozen=True)
+class MergeOptions:
+    """How :func:`merge_instances` votes, checked once here (the only check of ``min_votes``).
 
+    Attributes
+    ----------
+    min_votes : int, optional
+        Versions that must find an object for it to be kept, from 1 to the number of versions;
+        None: at least half (:func:`default_min_votes`).
+    iou_threshold : float
+        Objects of two versions match when their IoU is at least this, in (0, 1].
 
-def _compact(labels):
-    """Areas of the objects and each pixel's object index (1..k, 0 = background), int32."""
-    flat = labels.ravel()
-    top = int(flat.max()) if flat.size else 0
-    if top <= 4 * flat.size + 1024:  # ids dense enough for a lookup table
-        counts = np.bincount(flat.astype(np.intp, copy=False), minlength=1)
-        ids = np.flatnonzero(counts[1:]) + 1
-        lut = np.zeros(top + 1, np.int32)
-        lut[ids] = np.arange(1, ids.size + 1, dtype=np.int32)
-        return counts[ids].astype(np.int64), lut[flat]
-    ids, index, counts = np.unique(flat, return_inverse=True, return_counts=True)
-    index = index.astype(np.int32).reshape(-1)
-    if ids[0] == 0:
-        return counts[1:].astype(np.int64), index
-    return counts.astype(np.int64), index + 1
+    Raises
+    ------
+    InputError
+        With ``field`` the attribute at fault; :meth:`votes_needed` once the number of versions
+        is known.
+    """
+
+    min_votes: int = None
+    iou_threshold: float = IOU_THRESHOLD
+
+    def __post_init__(self):
+        if self.min_votes is not None:
+            object.__setattr__(self, "min_votes", check_number(self.min_votes, "min_votes", low=1, integer=True))
+        object.__setattr__(self, "iou_threshold", check_number(
+            self.iou_threshold, "iou_threshold", low=0, high=1, low_open=True))
+
+    def votes_needed(self, n_versions):
+        """The object vote among ``n_versions`` versions: ``min_votes``, or the default."""
+        if self.min_votes is None:
+            return default_min_votes(n_versions)
+        if self.min_votes > n_versions:
+            raise InputError(
+                f"min_votes must be from 1 to {n_versions} (the number of versions), got {self.min_votes}",
+                "min_votes",
+            )
+        return self.min_votes
 
 
 def _pair_counts(index_a, n_a, index_b, n_b):
@@ -335,7 +295,7 @@ def _best_for_first(first, second, iou):
     return best
 
 
-def merge_instances(label_images, min_votes=None, iou_threshold=IOU_THRESHOLD):
+def merge_instances(label_images, options=MergeOptions()):
     """Merge several label images of one image into one by matching and voting.
 
     The rules (matching, object vote, pixel vote, overlaps, numbering) are in the module
@@ -346,11 +306,8 @@ def merge_instances(label_images, min_votes=None, iou_threshold=IOU_THRESHOLD):
     label_images : sequence of (H, W) int arrays
         The versions, all in the same frame (transforms already undone), any integer dtypes and
         ids, 0 = background. Each is a proper label image (no overlaps within it).
-    min_votes : int, optional
-        Versions that must find an object for it to be kept, 1 ... N; default
-        :func:`default_min_votes` (at least half, ``ceil(N / 2)``).
-    iou_threshold : float
-        Objects of two versions match when their IoU is at least this, in (0, 1].
+    options : MergeOptions
+        The object vote and the match IoU.
 
     Returns
     -------
@@ -360,23 +317,22 @@ def merge_instances(label_images, min_votes=None, iou_threshold=IOU_THRESHOLD):
     ------
     InputError
         For no label images, non-integer or negative labels, images of different shapes, or a
-        ``min_votes`` or ``iou_threshold`` out of range.
+        ``min_votes`` above the number of versions.
     """
-    images = _check_label_images(label_images)
+    label_images = list(label_images)
+    if not label_images:
+        raise InputError("no label images to merge")
+    first = check_labels(label_images[0], "label image 0", ndim=2)
+    images = [first] + [check_labels(labels, f"label image {i}", shape=first.shape)
+                        for i, labels in enumerate(label_images[1:], 1)]
     n_versions = len(images)
-    min_votes = default_min_votes(n_versions) if min_votes is None else min_votes
-    if isinstance(min_votes, bool) or not isinstance(min_votes, (int, np.integer)) or not (
-        1 <= min_votes <= n_versions
-    ):
-        raise InputError(
-            f"minimum votes must be a whole number from 1 to {n_versions} (the number of "
-            f"versions), got {min_votes!r}"
-        )
-    if not (isinstance(iou_threshold, (int, float, np.floating)) and 0 < iou_threshold <= 1):
-        raise InputError(f"IoU threshold must be in (0, 1], got {iou_threshold!r}")
+    min_votes = options.votes_needed(n_versions)
+    iou_threshold = options.iou_threshold
     shape = images[0].shape
 
-    areas, index = zip(*(_compact(labels) for labels in images))
+    compacted = [compact(labels) for labels in images]
+    areas = [c.areas for c in compacted]
+    index = [c.labels.ravel() for c in compacted]
     sizes = np.array([a.size for a in areas])
     offsets = np.concatenate([[0], np.cumsum(sizes)])  # global index = offsets[v] + local - 1
     n_total = int(offsets[-1])
@@ -474,14 +430,12 @@ def merge_instances(label_images, min_votes=None, iou_threshold=IOU_THRESHOLD):
     )
 
 
-def merge_probability_maps(maps, threshold=0.5):
-    """Average probability maps (transforms undone) and threshold the mean (the paper's rule).
+def merge_probability_maps(maps):
+    """Average probability maps (transforms undone), the paper's merge of semantic outputs.
 
     Returns
     -------
-    mean : (H, W) float32 array
-    foreground : (H, W) bool array
-        ``mean > threshold``.
+    (H, W) float32 array
     """
     maps = [np.asarray(m, np.float32) for m in maps]
     if not maps:
@@ -490,12 +444,47 @@ def merge_probability_maps(maps, threshold=0.5):
         raise InputError(
             f"probability maps of different shapes: {sorted({m.shape for m in maps})}"
         )
-    mean = np.mean(maps, axis=0, dtype=np.float32)
-    return mean, mean > threshold
+    return np.mean(maps, axis=0, dtype=np.float32)
 
 
 # --------------------------------------------------------------------------------------------
 # Segmentation under test-time augmentation
+
+
+@dataclass(frozen=True)
+class TTAOptions:
+    """Which transforms :func:`segment_tta` predicts and how it merges them, checked once here.
+
+    Attributes
+    ----------
+    transforms : sequence of str or comma-separated str
+        Names from :data:`TRANSFORMS` (stored as a tuple); default the paper's six.
+    min_votes : int, optional
+        Versions that must find an object, 1 ... ``len(transforms)``; default at least half.
+    iou_threshold : float
+        IoU at which objects of two versions are the same object, in (0, 1].
+
+    Raises
+    ------
+    InputError
+        With ``field`` the attribute at fault (the vote is checked by :class:`MergeOptions`).
+    """
+
+    transforms: tuple = PAPER_TRANSFORMS
+    min_votes: int = None
+    iou_threshold: float = IOU_THRESHOLD
+
+    def __post_init__(self):
+        object.__setattr__(self, "transforms", check_transforms(self.transforms))
+        merge = self.merge
+        merge.votes_needed(len(self.transforms))
+        object.__setattr__(self, "min_votes", merge.min_votes)
+        object.__setattr__(self, "iou_threshold", merge.iou_threshold)
+
+    @property
+    def merge(self):
+        """The :class:`MergeOptions` of the versions' merge."""
+        return MergeOptions(self.min_votes, self.iou_threshold)
 
 
 @dataclass(frozen=True, eq=False)
@@ -513,8 +502,6 @@ class TTASegmentation:
     min_votes : int
     prob_map : (H, W) float32 array or None
         The versions' probability maps (transforms undone), averaged; when asked for.
-    foreground : (H, W) bool array or None
-        ``prob_map > 0.5``.
     prob_thresh, nms_thresh, scale : float
         What every version used.
     n_tiles : (ny, nx)
@@ -528,7 +515,6 @@ class TTASegmentation:
     counts: tuple
     min_votes: int
     prob_map: np.ndarray
-    foreground: np.ndarray
     prob_thresh: float
     nms_thresh: float
     scale: float
@@ -539,34 +525,27 @@ class TTASegmentation:
         return len(self.votes)
 
 
-def segment_tta(image, model, transforms=PAPER_TRANSFORMS, *, min_votes=None,
-                iou_threshold=IOU_THRESHOLD, mask=None, return_prob_map=False, timings=None,
-                **options):
+def segment_tta(image, model, options=TTAOptions(), segment_options=SegmentOptions(), *, mask=None,
+                return_prob_map=False, timings=None):
     """Segment an image under test-time augmentation: predict each transform, undo it, merge.
 
     Parameters
     ----------
     image : (H, W) or (H, W, C) array
     model : nucleai.models.StarConvexModel
-    transforms : sequence of str or comma-separated str
-        Names from :data:`TRANSFORMS`; default the paper's six.
-    min_votes : int, optional
-        Versions that must find an object; default at least half (see
-        :func:`merge_instances`).
-    iou_threshold : float
-        IoU at which objects of two versions are the same object.
+    options : TTAOptions
+        The transforms and the merge.
+    segment_options : nucleai.predict.SegmentOptions
+        How each version is segmented (:func:`nucleai.predict.segment`). With ``object_diameter="auto"`` the first version estimates the scale and the
+        others reuse it, so all versions see the same object size (and the first pass is not
+        repeated per version).
     mask : (H, W) bool array, optional
         Transformed with the image (see :func:`nucleai.predict.segment`).
     return_prob_map : bool
-        Also return the averaged probability map and its thresholded foreground.
+        Also return the averaged probability map.
     timings : dict, optional
         Seconds are added under :func:`nucleai.predict.segment`'s stages (summed over the
         versions), ``"transform"`` and ``"merge"``.
-    **options
-        Passed to :func:`nucleai.predict.segment` (thresholds, percentiles, scale,
-        object_diameter, tiles, channel). With ``object_diameter="auto"`` the first version
-        estimates the scale and the others reuse it, so all versions see the same object size
-        (and the first pass is not repeated per version).
 
     Returns
     -------
@@ -575,26 +554,19 @@ def segment_tta(image, model, transforms=PAPER_TRANSFORMS, *, min_votes=None,
     Raises
     ------
     InputError
-        For unknown transforms, a mask of another shape than the image, and everything
+        For a mask of another shape than the image, and everything
         :func:`nucleai.predict.segment` and :func:`merge_instances` refuse.
     """
-    from .predict import segment
-
-    transforms = check_transforms(transforms)
     image = np.asarray(image)
     if mask is not None and np.shape(mask) != image.shape[:2]:
         raise InputError(f"mask has shape {np.shape(mask)} but the image has {image.shape[:2]}")
     versions, maps, counts, first = [], [], [], None
-    for name in transforms:
-        if first is not None and "object_diameter" in options:
-            options = {key: value for key, value in options.items()
-                       if key not in ("object_diameter", "model_diameter")}
-            options["scale"] = first.scale
+    for name in options.transforms:
         with timed(timings, "transform"):
             x = transform(image, name)
             x_mask = None if mask is None else transform(mask, name)
-        result = segment(x, model, mask=x_mask, return_prob_map=return_prob_map,
-                         timings=timings, **options)
+        result = segment(x, model, segment_options, mask=x_mask, return_prob_map=return_prob_map,
+                         timings=timings)
         with timed(timings, "transform"):
             versions.append(invert(result.labels, name))
             if return_prob_map:
@@ -602,18 +574,20 @@ def segment_tta(image, model, transforms=PAPER_TRANSFORMS, *, min_votes=None,
         counts.append(result.count)
         if first is None:
             first = result
+            if segment_options.object_diameter is not None:  # the others reuse its scale
+                segment_options = replace(segment_options, object_diameter=None, model_diameter=None,
+                                          scale=first.scale)
     with timed(timings, "merge"):
-        merged = merge_instances(versions, min_votes=min_votes, iou_threshold=iou_threshold)
-        prob_map, foreground = merge_probability_maps(maps) if return_prob_map else (None, None)
+        merged = merge_instances(versions, options.merge)
+        prob_map = merge_probability_maps(maps) if return_prob_map else None
     return TTASegmentation(
         labels=merged.labels,
         votes=merged.votes,
         mean_iou=merged.mean_iou,
-        transforms=transforms,
+        transforms=options.transforms,
         counts=tuple(counts),
         min_votes=merged.min_votes,
         prob_map=prob_map,
-        foreground=foreground,
         prob_thresh=first.prob_thresh,
         nms_thresh=first.nms_thresh,
         scale=first.scale,

@@ -12,7 +12,7 @@ import sys
 from .._version import __version__
 from ..errors import InputError
 
-SUBCOMMANDS = ("segment", "evaluate", "thresholds", "train", "refine", "merge")
+SUBCOMMANDS = ("segment", "evaluate", "thresholds", "train", "refine", "merge", "batch")
 
 
 def build_parser():

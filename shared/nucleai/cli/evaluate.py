@@ -155,15 +155,25 @@ def _print_table(summary, n_missing, n_with_matches, match_threshold):
     print(f"splits: {summary.n_splits}, merges: {summary.n_merges} (nucleAIzer's rule)")
 
 
+def evaluate_options(args):
+    """The :class:`~nucleai.metrics.EvaluateOptions` of the flags; an error names the flag."""
+    from ..metrics import EvaluateOptions
+
+    given = {} if args.thresholds is None else {"thresholds": args.thresholds}
+    try:
+        return EvaluateOptions(**given)
+    except InputError as error:
+        raise InputError(f"--thresholds: {error}", error.field) from None
+
+
 def run(args):
     from .. import labelio, metrics
 
     for option, path in (("--csv", args.csv), ("--json", args.json)):
         if path is not None and not path.parent.is_dir():
             raise InputError(f"{option} {path}: folder {path.parent} does not exist")
-    thresholds = metrics.check_thresholds(
-        metrics.DSB_THRESHOLDS if args.thresholds is None else args.thresholds
-    )
+    options = evaluate_options(args)
+    thresholds = np.asarray(options.thresholds)
     truth_files = labelio.files_by_stem(args.truth)
     if not truth_files:
         raise InputError(
@@ -195,7 +205,7 @@ def run(args):
                 raise InputError(
                     f"{pred_path} has shape {pred.shape} but {truth_path} has {truth.shape}"
                 )
-        evaluation = metrics.evaluate_image(truth, pred, thresholds=thresholds)
+        evaluation = metrics.evaluate_image(truth, pred, options)
         evaluations.append(evaluation)
         records.append(_image_record(stem, truth_path, pred_path, evaluation))
     summary = metrics.summarize(evaluations)

@@ -23,6 +23,9 @@ from pathlib import Path
 
 from ..errors import InputError
 
+#: Options field -> the flag that sets it.
+FLAGS = {"min_votes": "--min-votes", "iou_threshold": "--iou-threshold"}
+
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
@@ -48,7 +51,7 @@ def add_parser(subparsers):
         "2 of 3, 2 of 4); K = the number of folders keeps only objects all of them found",
     )
     parser.add_argument(
-        "--iou-threshold", type=float, default=0.5, metavar="T",
+        "--iou-threshold", type=float, metavar="T",
         help="objects of two folders are the same object when their IoU is at least T, in "
         "(0, 1] (default 0.5)",
     )
@@ -58,6 +61,19 @@ def add_parser(subparsers):
         "versions' masks with the merged one",
     )
     return parser
+
+
+def merge_options(args):
+    """The :class:`~nucleai.tta.MergeOptions` of the flags for ``--inputs``; an error names the flag."""
+    from ..tta import MergeOptions
+
+    try:
+        given = {"iou_threshold": args.iou_threshold} if args.iou_threshold is not None else {}
+        options = MergeOptions(min_votes=args.min_votes, **given)
+        options.votes_needed(len(args.inputs))
+    except InputError as error:
+        raise InputError(f"{FLAGS[error.field]}: {error}", error.field) from None
+    return options
 
 
 def _check_args(args):
@@ -70,13 +86,6 @@ def _check_args(args):
         raise InputError("--output must differ from every --inputs folder")
     if args.output.exists() and not args.output.is_dir():
         raise InputError(f"--output {args.output} is a file")
-    if args.min_votes is not None and not 1 <= args.min_votes <= len(args.inputs):
-        raise InputError(
-            f"--min-votes must be from 1 to {len(args.inputs)} (the number of folders), "
-            f"got {args.min_votes}"
-        )
-    if not 0 < args.iou_threshold <= 1:
-        raise InputError(f"--iou-threshold must be in (0, 1], got {args.iou_threshold}")
     if args.table is not None and not args.table.parent.is_dir():
         raise InputError(f"--table {args.table}: folder {args.table.parent} does not exist")
 
@@ -103,6 +112,7 @@ def run(args):
     from .. import labelio, tta
 
     _check_args(args)
+    options = merge_options(args)
     files = [labelio.files_by_stem(folder) for folder in args.inputs]
     stems = sorted(set().union(*files))
     if not any(all(stem in found for found in files) for stem in stems):
@@ -110,17 +120,14 @@ def run(args):
             "no file stem is present in every --inputs folder; files are paired by name "
             "without suffix"
         )
-    min_votes = args.min_votes
-    if min_votes is None:
-        min_votes = tta.default_min_votes(len(args.inputs))
+    min_votes = options.votes_needed(len(args.inputs))
     args.output.mkdir(parents=True, exist_ok=True)
 
     failed, rows, n_objects = [], [], 0
     for stem in stems:
         try:
             versions = _read_versions(stem, args.inputs, files)
-            merged = tta.merge_instances(versions, min_votes=min_votes,
-                                         iou_threshold=args.iou_threshold)
+            merged = tta.merge_instances(versions, options)
             labelio.write_labels(args.output / f"{stem}.tif", merged.labels)
         except InputError as error:
             failed.append(stem)
@@ -133,7 +140,7 @@ def run(args):
     print(
         f"nucleai merge: {len(stems) - len(failed)} of {len(stems)} images, {n_objects} objects "
         f"(kept when found in at least {min_votes} of {len(args.inputs)} folders, IoU >= "
-        f"{args.iou_threshold:g}) -> {args.output}"
+        f"{options.iou_threshold:g}) -> {args.output}"
     )
     if args.table is not None:
         with open(args.table, "w", newline="") as handle:

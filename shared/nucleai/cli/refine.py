@@ -27,7 +27,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, about_file
 
 
 def add_parser(subparsers):
@@ -74,12 +74,17 @@ def add_parser(subparsers):
     return parser
 
 
-def _overrides(args):
-    from ..refine.params import NAMES, check_parameters
+def refine_options(args):
+    """The :class:`~nucleai.refine.apply.RefineOptions` of the flags; an error names the flag
+    (every option's flag is ``--`` and its name)."""
+    from ..refine.apply import RefineOptions
+    from ..refine.params import NAMES
 
-    given = {name: getattr(args, name) for name in NAMES if getattr(args, name) is not None}
-    check_parameters(given, source="options --p1 ... --p6")
-    return given
+    try:
+        return RefineOptions(**{name: getattr(args, name) for name in NAMES}, tiles=args.tiles,
+                             channel=args.channel)
+    except InputError as error:
+        raise InputError(f"--{error.field}: {error}", error.field) from None
 
 
 def _pairs(objects_dir, images):
@@ -94,14 +99,10 @@ def _pairs(objects_dir, images):
 
 
 def run(args):
-    from .. import labelio, predict
-    from ..refine import unet
+    from .. import labelio, models
     from ..labelio import IMAGE_SUFFIXES
 
-    predict.parse_tiles(args.tiles)
-    overrides = _overrides(args)
-    if args.channel is not None and args.channel < 0:
-        raise InputError(f"--channel counts from 0, got {args.channel}")
+    options = refine_options(args)
     images = labelio.files_by_stem(args.input, suffixes=IMAGE_SUFFIXES)
     if not images:
         raise InputError(f"no images ({' '.join(IMAGE_SUFFIXES)}) in --input {args.input}")
@@ -110,10 +111,10 @@ def run(args):
             raise InputError("--tune needs --truth (the ground-truth label images)")
         if args.output is not None or args.report is not None:
             raise InputError("--tune writes the tuned parameters to the model folder; drop --output/--report")
-        if overrides:
+        if options.given:
             raise InputError("--p1 ... --p6 cannot be combined with --tune (they are what is tuned)")
-        spec = unet.read_unet_spec(args.model)
-        return _tune(args, images, spec, overrides)
+        spec = models.read_spec(args.model, kind="unet")
+        return _tune(args, images, spec, options)
     if len(args.objects) != 1:
         raise InputError("refining takes one --objects folder (several only with --tune)")
     if args.output is None:
@@ -122,20 +123,20 @@ def run(args):
         raise InputError("--output must differ from --objects and --input")
     if args.report is not None and not args.report.parent.is_dir():
         raise InputError(f"--report {args.report}: folder {args.report.parent} does not exist")
-    return _refine(args, images, overrides)
+    return _refine(args, images, options)
 
 
-def _refine(args, images, overrides):
+def _refine(args, images, options):
     from tqdm import tqdm
 
-    from .. import labelio
-    from ..refine import apply, unet
+    from .. import labelio, models
+    from ..refine import apply
     from ..labelio import read_image
 
     paired, unpaired = _pairs(args.objects[0], images)
     if not paired:
         raise InputError(f"no label image in --objects {args.objects[0]} has an image of the same stem in --input {args.input}")
-    model = unet.load_unet(args.model)
+    model = models.load(args.model, kind="unet")
     args.output.mkdir(parents=True, exist_ok=True)
     failed = [f"{stem} (no image)" for stem in unpaired]
     for stem in unpaired:
@@ -145,12 +146,11 @@ def _refine(args, images, overrides):
     for stem, label_path, image_path in progress:
         try:
             labels = labelio.read_labels(label_path)
-            result = apply.refine_image(read_image(image_path), labels, model, params=overrides,
-                                        tiles=args.tiles, channel=args.channel)
+            result = apply.refine_image(read_image(image_path), labels, model, options)
             labelio.write_labels(args.output / f"{stem}.tif", result.refinement.labels)
         except InputError as error:
             failed.append(stem)
-            progress.write(f"nucleai refine: error: {image_path}: {error}", file=sys.stderr)
+            progress.write(f"nucleai refine: error: {about_file(image_path, error)}", file=sys.stderr)
             continue
         refinement = result.refinement
         counts = refinement.counts()
@@ -162,7 +162,7 @@ def _refine(args, images, overrides):
             "sources": {str(i + 1): refinement.sources(i + 1).tolist() for i in range(refinement.count)},
         }
     progress.close()
-    params = {**model.spec.params, **overrides}
+    params = options.parameters(model.spec.params)
     print(f"nucleai refine: {len(report)} of {len(paired) + len(unpaired)} images, {totals['input']} -> "
           f"{totals['output']} objects (model {model.name}, "
           + ", ".join(f"{k} {v:g}" for k, v in params.items()) + f") -> {args.output}")
@@ -175,10 +175,10 @@ def _refine(args, images, overrides):
     return 0
 
 
-def _tune(args, images, spec, overrides):
+def _tune(args, images, spec, options):
     from tqdm import tqdm
 
-    from .. import labelio
+    from .. import labelio, models
     from ..refine import params as refine_params
     from ..refine import tune, unet
     from ..labelio import read_image
@@ -192,13 +192,13 @@ def _tune(args, images, spec, overrides):
             raise InputError(f"--objects {folder}: {', '.join((unpaired + missing)[:5])} have no image "
                              f"in --input or no ground truth in --truth (all must be paired for tuning)")
         jobs += [(folder, stem, label_path, image_path) for stem, label_path, image_path in paired]
-    model = unet.load_unet(spec.path)
+    model = models.load(spec.path, kind="unet")
     probs, names, labels, prob_list, truth_list = {}, [], [], [], []
     for folder, stem, label_path, image_path in tqdm(jobs, desc="probability maps", unit="image",
                                                      disable=None, file=sys.stderr):
         if stem not in probs:
-            probs[stem] = unet.predict_probability(read_image(image_path), model, tiles=args.tiles,
-                                                   channel=args.channel)
+            probs[stem] = unet.predict_probability(read_image(image_path), model, tiles=options.tiles,
+                                                   channel=options.channel)
         names.append(f"{folder.name}/{stem}")
         labels.append(labelio.read_labels(label_path))
         prob_list.append(probs[stem])

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, about_file
 from ..labelio import IMAGE_SUFFIXES, read_image
 from ..timing import timed
 
@@ -98,45 +98,40 @@ def add_parser(subparsers):
     return parser
 
 
-def _tta_transforms(args):
-    """The transforms of --tta (None without it), checked before any image is read."""
-    from .. import tta
+#: Options field -> the flag that sets it.
+FLAGS = {
+    "prob_thresh": "--prob-thresh", "nms_thresh": "--nms-thresh", "tiles": "--tiles", "scale": "--scale",
+    "channel": "--channel", "transforms": "--tta-transforms", "min_votes": "--tta-min-votes",
+}
+
+
+def options_of(args):
+    """The :class:`~nucleai.predict.SegmentOptions` of the flags and the
+    :class:`~nucleai.tta.TTAOptions` of ``--tta`` (None without it); an error names the flag."""
+    from .. import predict, tta
 
     if not args.tta:
         for option, value in (("--tta-transforms", args.tta_transforms),
                               ("--tta-min-votes", args.tta_min_votes)):
             if value is not None:
                 raise InputError(f"{option} needs --tta")
-        return None
     try:
-        transforms = tta.check_transforms(
-            tta.PAPER_TRANSFORMS if args.tta_transforms is None else args.tta_transforms
+        options = predict.SegmentOptions(prob_thresh=args.prob_thresh, nms_thresh=args.nms_thresh,
+                                         scale=args.scale, tiles=args.tiles, channel=args.channel)
+        tta_options = None if not args.tta else tta.TTAOptions(
+            tta.PAPER_TRANSFORMS if args.tta_transforms is None else args.tta_transforms,
+            min_votes=args.tta_min_votes,
         )
     except InputError as error:
-        raise InputError(f"--tta-transforms: {error}") from None
-    if args.tta_min_votes is not None and not 1 <= args.tta_min_votes <= len(transforms):
-        raise InputError(
-            f"--tta-min-votes must be from 1 to {len(transforms)} (the number of transforms), "
-            f"got {args.tta_min_votes}"
-        )
-    return transforms
+        raise InputError(f"{FLAGS[error.field]}: {error}", error.field) from None
+    return options, tta_options
 
 
 def run(args):
     from .. import labelio, models, predict, tta
-    from ..refine.apply import refine_image
-    from ..refine.unet import load_unet
+    from ..refine.apply import RefineOptions, refine_image
 
-    tiles = predict.parse_tiles(args.tiles)
-    transforms = _tta_transforms(args)
-    if args.scale is not None:
-        if not args.scale > 0:
-            raise InputError(f"--scale must be positive, got {args.scale}")
-    for option, value in (("--prob-thresh", args.prob_thresh), ("--nms-thresh", args.nms_thresh)):
-        if value is not None and not 0 < value < 1:
-            raise InputError(f"{option} must be between 0 and 1, got {value}")
-    if args.channel is not None and args.channel < 0:
-        raise InputError(f"--channel counts from 0, got {args.channel}")
+    options, tta_options = options_of(args)
     if args.timings is not None and not args.timings.parent.is_dir():
         raise InputError(f"--timings {args.timings}: folder {args.timings.parent} does not exist")
     images = labelio.files_by_stem(args.input, suffixes=IMAGE_SUFFIXES)
@@ -148,8 +143,8 @@ def run(args):
         raise InputError(f"--output {args.output} is a file")
 
     start = time.perf_counter()
-    model = models.load_model(args.model)
-    refiner = None if args.refine is None else load_unet(args.refine)
+    model = models.load(args.model)
+    refiner = None if args.refine is None else models.load(args.refine, kind="unet")
     load_seconds = time.perf_counter() - start
     args.output.mkdir(parents=True, exist_ok=True)
 
@@ -164,23 +159,21 @@ def run(args):
         try:
             with timed(timings, "read"):
                 image = read_image(path)
-            options = dict(prob_thresh=args.prob_thresh, nms_thresh=args.nms_thresh,
-                           scale=args.scale, tiles=tiles, channel=args.channel, timings=timings)
-            if transforms is None:
-                result = predict.segment(image, model, **options)
+            if tta_options is None:
+                result = predict.segment(image, model, options, timings=timings)
             else:
-                result = tta.segment_tta(image, model, transforms,
-                                         min_votes=args.tta_min_votes, **options)
+                result = tta.segment_tta(image, model, tta_options, options, timings=timings)
             labels, count = result.labels, result.count
             if refiner is not None:
-                refined = refine_image(image, labels, refiner, tiles=tiles, channel=args.channel,
+                refined = refine_image(image, labels, refiner,
+                                       RefineOptions(tiles=options.tiles, channel=options.channel),
                                        timings=timings).refinement
                 labels, count = refined.labels, refined.count
             with timed(timings, "write"):
                 labelio.write_labels(args.output / f"{stem}.tif", labels)
         except InputError as error:
             failed.append(stem)
-            progress.write(f"nucleai segment: error: {path}: {error}", file=sys.stderr)
+            progress.write(f"nucleai segment: error: {about_file(path, error)}", file=sys.stderr)
             continue
         n_objects += count
         records.append({
@@ -192,10 +185,10 @@ def run(args):
 
     print(
         f"nucleai segment: {len(records)} of {len(images)} images, {n_objects} objects "
-        f"(model {model.name}, prob_thresh {args.prob_thresh or model.spec.prob_thresh:g}, "
-        f"nms_thresh {args.nms_thresh or model.spec.nms_thresh:g}"
-        + ("" if transforms is None else f", TTA {','.join(transforms)}, min votes "
-           f"{args.tta_min_votes or tta.default_min_votes(len(transforms))}")
+        f"(model {model.name}, prob_thresh {options.prob_thresh or model.spec.prob_thresh:g}, "
+        f"nms_thresh {options.nms_thresh or model.spec.nms_thresh:g}"
+        + ("" if tta_options is None else f", TTA {','.join(tta_options.transforms)}, min votes "
+           f"{tta_options.merge.votes_needed(len(tta_options.transforms))}")
         + f") -> {args.output}"
     )
     if args.timings is not None:

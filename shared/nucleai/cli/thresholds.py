@@ -10,6 +10,9 @@ from pathlib import Path
 
 from ..errors import InputError
 
+#: Options field -> the flag that sets it.
+FLAGS = {"prob_thresh": "--prob", "nms_thresh": "--nms"}
+
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
@@ -39,14 +42,19 @@ def run(args):
     unpaired = sorted(set(images) - set(truths))
     if unpaired:
         print(f"nucleai tune-thresholds: {len(unpaired)} images without labels are left out", file=sys.stderr)
-    model = models.load_model(args.model)
-    search = thresholds.tune_thresholds(
-        model,
-        [read_image(images[stem]) for stem in paired],
-        [labelio.read_labels(truths[stem]) for stem in paired],
-        prob_thresholds=args.prob or thresholds.PROB_THRESHOLDS,
-        nms_thresholds=args.nms or thresholds.NMS_THRESHOLDS,
-    )
+    model = models.load(args.model)
+    try:
+        search = thresholds.tune_thresholds(
+            model,
+            [read_image(images[stem]) for stem in paired],
+            [labelio.read_labels(truths[stem]) for stem in paired],
+            prob_thresholds=args.prob or thresholds.PROB_THRESHOLDS,
+            nms_thresholds=args.nms or thresholds.NMS_THRESHOLDS,
+        )
+    except InputError as error:
+        if error.field not in FLAGS:
+            raise
+        raise InputError(f"{FLAGS[error.field]}: {error}", error.field) from None
     print(f"{'prob':>6} {'nms':>6} {'DSB score':>10}")
     for (prob, nms), score in sorted(search.scores.items()):
         print(f"{prob:6.2f} {nms:6.2f} {score:10.4f}")

@@ -118,79 +118,69 @@ def _style_on(args):
     return args.style if args.style is not None else args.unlabeled is not None
 
 
-def _style_settings(args):
-    from ..train.pix2pix import GeneratorSettings, depth_for_size
-    from ..train.styletransfer import StyleSettings
+#: TrainOptions field -> the flag that sets it (and the other arguments' error fields).
+FLAGS = {
+    "steps_per_epoch": "--steps", "epochs": "--epochs", "minutes": "--minutes", "patch_size": "--patch-size",
+    "batch_size": "--batch-size", "learning_rate": "--learning-rate", "patience": "--patience",
+    "invert_prob": "--invert-prob", "seed": "--seed", "val_fraction": "--val-fraction",
+    "channels": "--channels", "style": "--style/--unlabeled", "n_styles": "--styles",
+    "min_per_style": "--min-style-images", "pairs_per_style": "--synthetic-per-style",
+    "synthetic_share": "--synthetic-share", "generator_minutes": "--generator-minutes",
+    "generator_size": "--generator-size", "out": "--out", "base": "--base", "first_pass": "--first-pass",
+    "labels": "--labels",
+}
 
-    settings = StyleSettings(
-        k=args.styles, min_cluster_size=args.min_style_images, pairs_per_style=args.synthetic_per_style,
-        share=args.synthetic_share, seed=args.seed,
-        generator=GeneratorSettings(size=args.generator_size, depth=depth_for_size(args.generator_size),
-                                    minutes=args.generator_minutes, seed=args.seed),
+
+def _options(args):
+    from ..train.options import TrainOptions
+
+    return TrainOptions(
+        steps_per_epoch=args.steps, epochs=args.epochs, minutes=args.minutes, patch_size=args.patch_size,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
+        invert_prob=args.invert_prob, seed=args.seed, val_fraction=args.val_fraction, channels=args.channels,
+        style=_style_on(args), n_styles=args.styles, min_per_style=args.min_style_images,
+        pairs_per_style=args.synthetic_per_style, synthetic_share=args.synthetic_share,
+        generator_minutes=args.generator_minutes, generator_size=args.generator_size,
     )
-    try:
-        return settings.check()
-    except InputError as error:
-        raise InputError(f"{error} (see --styles, --min-style-images, --synthetic-per-style, "
-                         "--synthetic-share, --generator-minutes, --generator-size)") from None
 
 
 def run(args):
-    from ..train import data, detector, loop, styletransfer
-    from ..train.augment import Augmenter
+    try:
+        return _train(args)
+    except InputError as error:
+        if error.field in FLAGS:
+            raise InputError(f"{FLAGS[error.field]}: {error}", error.field) from None
+        raise
+
+
+def _train(args):
     from ..labelio import IMAGE_SUFFIXES, read_image
+    from ..train import data
+    from ..train.run import STOPPED, check_setup, run_training
 
     if (args.val_images is None) != (args.val_labels is None):
         raise InputError("give both --val-images and --val-labels, or neither (then --val-fraction is used)")
-    if len(args.patch_size) not in (1, 2):
-        raise InputError(f"--patch-size takes one or two values, got {len(args.patch_size)}")
-    patch_size = tuple(args.patch_size * 2 if len(args.patch_size) == 1 else args.patch_size)
-    if not 0 <= args.invert_prob <= 1:
-        raise InputError(f"--invert-prob must be between 0 and 1, got {args.invert_prob}")
-    settings = loop.TrainSettings(
-        patch_size=patch_size, batch_size=args.batch_size, steps_per_epoch=args.steps,
-        epochs=args.epochs, learning_rate=args.learning_rate, patience=args.patience,
-        minutes=args.minutes, seed=args.seed,
-    )
-    try:
-        settings.check()
-    except InputError as error:
-        raise InputError(f"{error} (see --patch-size, --batch-size, --steps, --epochs, --minutes, "
-                         "--learning-rate, --patience)") from None
-
+    options = _options(args)
+    check_setup(options, args.out, base=args.base, first_pass=args.first_pass)  # before reading any image
     samples = data.read_samples(args.images, args.labels, IMAGE_SUFFIXES, read_image)
     description = [f"training images: {args.images.resolve()}, labels: {args.labels.resolve()}"]
+    val = None
     if args.val_images is not None:
-        train = samples
         val = data.read_samples(args.val_images, args.val_labels, IMAGE_SUFFIXES, read_image)
         description.append(f"validation images: {args.val_images.resolve()}, labels: {args.val_labels.resolve()}")
-    else:
-        train, val = data.split_validation(samples, args.val_fraction, args.seed)
-        description.append(f"validation: {len(val)} of the {len(samples)} annotated images held out at random "
-                           f"(--val-fraction {args.val_fraction:g}, seed {args.seed}): "
-                           + ", ".join(s.name for s in val))
-    style = _style_settings(args) if _style_on(args) else None
-    if style is not None and args.unlabeled is None:
-        raise InputError("--style needs unannotated images of the target kind: give --unlabeled DIR")
-    unlabeled = data.read_images(args.unlabeled, IMAGE_SUFFIXES, read_image) if args.unlabeled is not None else []
+    unlabeled = []
     if args.unlabeled is not None:
+        unlabeled = data.read_images(args.unlabeled, IMAGE_SUFFIXES, read_image)
         description.append(f"unannotated images: {args.unlabeled.resolve()} ({len(unlabeled)})")
-    n_channels = args.channels or detector.input_channels(args.out, train + unlabeled, args.base)
-    print(f"nucleai train: {len(train)} training and {len(val)} validation images, {n_channels} channel(s)",
-          flush=True)
-    styled = styletransfer.train_with_styles(
-        train, val, args.out, n_channels=n_channels, settings=settings, unlabeled=unlabeled, style=style,
-        first_pass=args.first_pass, base=args.base, augmenter=Augmenter(invert_prob=args.invert_prob),
-        data_description=description, command=_command(args),
-        progress=sys.stderr.isatty(), log=lambda message: print(message, flush=True),
+    trained = run_training(
+        samples, args.out, options, val=val, unlabeled=unlabeled, base=args.base, first_pass=args.first_pass,
+        data_description=description, command=_command(args), progress=sys.stderr.isatty(),
+        log=lambda message: print(message, flush=True),
     )
-    result = styled.detector
-    if styled.styles is not None:
-        print("styles: " + "; ".join(styled.styles.describe()))
-    training = result.training
-    why = {"epochs": "all epochs done", "early_stopping": "stopped early",
-           "time_budget": "time budget used up; run the same command again to continue"}[training.stopped]
-    print(f"{training.epochs_done} epochs ({why}); best epoch {training.best_epoch}, "
+    if trained.styles is not None:
+        print("styles: " + "; ".join(trained.styles.describe()))
+    result, training = trained.detector, trained.detector.training
+    print(f"{training.epochs_done} epochs ({STOPPED[training.stopped]}); best epoch {training.best_epoch}, "
           f"validation loss {training.best_val_loss:.4f}")
     print(f"validation: mean DSB score {result.validation.dsb_score:.4f}, score at IoU 0.5 "
           f"{result.validation.score[0]:.4f} (prob_thresh {result.prob_thresh:g}, nms_thresh {result.nms_thresh:g})")

@@ -6,6 +6,9 @@
   (:func:`refine`), with the provenance of every output object;
 - :mod:`~nucleai.refine.unet`: the U-Net, its model folder and tiled prediction of the
   probability map (TensorFlow is imported only there, and only when a network is built);
+- :mod:`~nucleai.refine.apply`: refining one image (:func:`~nucleai.refine.apply.refine_image`)
+  with its checked options (:class:`~nucleai.refine.apply.RefineOptions`), as the command line
+  and the RefineContoursUNet module do;
 - :mod:`~nucleai.refine.tune`: tuning p1 ... p6 for the DSB score on annotated images.
 """
 from .params import NAMES, PUBLISHED, check_parameters, read_parameters, write_parameters

@@ -1,17 +1,69 @@
 """Refining the objects of one image: the U-Net's probability map, then the rules.
 
 The one function the command line (``nucleai refine``, ``nucleai segment --refine``) and the
-RefineContoursUNet module share, so that all three refine identically.
+RefineContoursUNet module share, so that all three refine identically, and the one options object
+they fill (:class:`RefineOptions`), so that every option is checked in one place.
 """
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import InputError
+from ..options import check_number
+from ..predict import parse_tiles
 from ..timing import timed
-from .params import check_parameters
+from .params import NAMES, check_parameter
 from .rules import refine
 from .unet import predict_probability
+
+
+@dataclass(frozen=True)
+class RefineOptions:
+    """How to refine one image's objects, checked once when made.
+
+    Attributes
+    ----------
+    p1, p2, p3, p4, p5, p6 : number or None
+        The rules' parameters (:mod:`nucleai.refine.params`: meaning and valid range of each);
+        None takes the model's (its ``refine.json``, else the published values).
+    tiles : "auto" or (ny, nx)
+        Tiles of the U-Net prediction; ``"auto"``: tiles of at most
+        :data:`nucleai.refine.unet.TILE_SIDE` pixels per side. ``"YxX"`` text is accepted.
+    channel : int or None
+        For a colour image and a one-channel model: the channel the U-Net sees, from 0 (None: a
+        grey image, or one whose channels are identical).
+
+    Raises
+    ------
+    InputError
+        With ``field`` set to the option at fault.
+    """
+
+    p1: float = None
+    p2: int = None
+    p3: float = None
+    p4: int = None
+    p5: int = None
+    p6: float = None
+    tiles: object = "auto"
+    channel: int = None
+
+    def __post_init__(self):
+        for name in NAMES:
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, check_parameter(name, getattr(self, name)))
+        object.__setattr__(self, "tiles", parse_tiles(self.tiles))
+        if self.channel is not None:
+            object.__setattr__(self, "channel", check_number(self.channel, "channel", low=0, integer=True))
+
+    @property
+    def given(self):
+        """The parameters set here (not None), as a dict."""
+        return {name: getattr(self, name) for name in NAMES if getattr(self, name) is not None}
+
+    def parameters(self, tuned):
+        """The complete p1 ... p6: those set here, the others from ``tuned`` (the model's)."""
+        return {**tuned, **self.given}
 
 
 @dataclass
@@ -22,8 +74,7 @@ class RefinedImage:
     prob: np.ndarray
 
 
-def refine_image(image, labels, model, *, params=None, tiles="auto", channel=None, percentiles=None,
-                 timings=None):
+def refine_image(image, labels, model, options=RefineOptions(), *, timings=None):
     """Refine the objects ``labels`` of ``image`` with a refinement U-Net.
 
     Parameters
@@ -32,10 +83,11 @@ def refine_image(image, labels, model, *, params=None, tiles="auto", channel=Non
     labels : (H, W) int array
         The objects to refine (any upstream method), same height and width as the image.
     model : nucleai.refine.unet.UNetModel
-    params : mapping, optional
-        p1 ... p6; missing ones from the model folder (refine.json, else the published values).
-    tiles, channel, percentiles, timings
-        As for :func:`nucleai.refine.unet.predict_classes`; ``timings`` also gets ``"refine"``.
+    options : RefineOptions
+        Parameters not set there come from the model folder (refine.json, else the published
+        values).
+    timings : dict, optional
+        Seconds added under ``"normalize"``, ``"network"`` and ``"refine"``.
 
     Returns
     -------
@@ -54,9 +106,7 @@ def refine_image(image, labels, model, *, params=None, tiles="auto", channel=Non
             f"the objects are {'x'.join(map(str, labels_shape))} but the image is "
             f"{'x'.join(map(str, image_shape))}; they must have the same size"
         )
-    params = check_parameters({**model.spec.params, **(params or {})})
-    prob = predict_probability(image, model, tiles=tiles, channel=channel, percentiles=percentiles,
-                               timings=timings)
+    prob = predict_probability(image, model, tiles=options.tiles, channel=options.channel, timings=timings)
     with timed(timings, "refine"):
-        refinement = refine(labels, prob, params)
+        refinement = refine(labels, prob, options.parameters(model.spec.params))
     return RefinedImage(refinement=refinement, prob=prob)

@@ -4,15 +4,15 @@ nucleAIzer (Hollandi et al. 2020) tuned its rules on the DSB data with a genetic
 published p1 0.17, p2 44, p3 0.9375, p4 1, p5 1, p6 0.8. A refinement model folder stores the
 values tuned for its U-Net in ``refine.json`` (``nucleai refine --tune``); a folder without that
 file uses the published values. Everything that reads or writes the parameters goes through
-:func:`check_parameters`, so a hand-edited ``refine.json`` with a value out of range is refused
-with the file and the parameter named, before any image is processed.
+:func:`check_parameter` (the options of a refinement too), so a hand-edited ``refine.json`` with a
+value out of range is refused with the file and the parameter named, before any image is
+processed, and a range is written down once, in :data:`LIMITS`.
 """
 import json
-import math
-import numbers
 from pathlib import Path
 
 from ..errors import InputError
+from ..options import check_number
 
 NAMES = ("p1", "p2", "p3", "p4", "p5", "p6")
 
@@ -35,7 +35,9 @@ INTEGERS = ("p2", "p4", "p5")
 #: Largest contour band (p4, p5) accepted: a wider band is no longer a correction of a contour.
 MAX_BAND = 10
 
-#: Inclusive limits per parameter (None: unbounded).
+#: Inclusive limits per parameter (None: unbounded): the one definition of the valid ranges, used
+#: for refine.json, the options of :class:`nucleai.refine.apply.RefineOptions`, the CLI's
+#: ``--p1`` ... ``--p6`` and the module's settings.
 LIMITS = {
     "p1": (0.0, 1.0),
     "p2": (0, None),
@@ -46,6 +48,19 @@ LIMITS = {
 }
 
 PARAMETERS_FILE = "refine.json"
+
+
+def check_parameter(name, value):
+    """One parameter checked against :data:`LIMITS`: an int for p2, p4, p5, else a float.
+
+    Raises
+    ------
+    InputError
+        With ``field`` = ``name``, for a non-number, a fraction where a whole number is needed,
+        or a value out of range.
+    """
+    low, high = LIMITS[name]
+    return check_number(value, name, low=low, high=high, integer=name in INTEGERS)
 
 
 def check_parameters(values, source="refinement parameters"):
@@ -67,28 +82,18 @@ def check_parameters(values, source="refinement parameters"):
     Raises
     ------
     InputError
-        For an unknown key, a value that is not a number, not a whole number where one is
-        needed, or outside :data:`LIMITS`.
+        For an unknown key or a value :func:`check_parameter` refuses; the message names
+        ``source`` and the parameter, and what it does.
     """
     unknown = sorted(set(values) - set(NAMES))
     if unknown:
         raise InputError(f"{source}: unknown parameter(s) {', '.join(unknown)}; expected {', '.join(NAMES)}")
     result = {}
     for name in NAMES:
-        value = values.get(name, PUBLISHED[name])
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-            raise InputError(f"{source}: {name} must be a number, got {value!r}")
-        low, high = LIMITS[name]
-        if name in INTEGERS:
-            if value != round(value):
-                raise InputError(f"{source}: {name} ({DESCRIPTIONS[name]}) must be a whole number, got {value!r}")
-            value = int(round(value))
-        else:
-            value = float(value)
-        if value < low or (high is not None and value > high):
-            limit = f"at least {low}" if high is None else f"between {low} and {high}"
-            raise InputError(f"{source}: {name} ({DESCRIPTIONS[name]}) must be {limit}, got {value!r}")
-        result[name] = value
+        try:
+            result[name] = check_parameter(name, values.get(name, PUBLISHED[name]))
+        except InputError as error:
+            raise InputError(f"{source}: {error} ({name}: {DESCRIPTIONS[name]})") from None
     return result
 
 

@@ -77,6 +77,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ..errors import InputError
+from ..labels import check_labels, compact
 from .params import check_parameters
 
 #: The fate of an input object, in the order of the rules that may end it.
@@ -147,24 +148,6 @@ class Refinement:
 # Input
 
 
-def check_labels(labels, what="objects"):
-    """Validate a label image (``what`` names it in messages); returns it as an array.
-
-    Raises
-    ------
-    InputError
-        For labels that are not a 2-D integer image with non-negative ids.
-    """
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise InputError(f"{what}: a 2-D label image is expected, got shape {labels.shape}")
-    if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
-        raise InputError(f"{what}: label image must hold integer ids, got dtype {labels.dtype}")
-    if labels.size and labels.min() < 0:
-        raise InputError(f"{what}: label image has negative ids")
-    return labels
-
-
 def check_probability(prob, shape):
     """Validate a probability map for objects of ``shape``; returns it as float32.
 
@@ -188,26 +171,10 @@ def check_probability(prob, shape):
 
 
 def check_inputs(labels, prob):
-    """:func:`check_labels` and :func:`check_probability`; returns (labels, float32 map)."""
-    labels = check_labels(labels)
+    """The objects as a 2-D label image (:func:`nucleai.labels.check_labels`) and the map
+    (:func:`check_probability`); returns (labels, float32 map)."""
+    labels = check_labels(labels, "objects", ndim=2)
     return labels, check_probability(prob, labels.shape)
-
-
-def _compact(labels):
-    """Labels renumbered 1 ... m (int32, same order) and the original ids (index 0 = background)."""
-    top = int(labels.max()) if labels.size else 0
-    if top <= 4 * labels.size + 1024:
-        present = np.bincount(labels.ravel(), minlength=top + 1) > 0
-        ids = np.flatnonzero(present)
-        ids = ids[ids > 0]
-        lut = np.zeros(top + 1, np.int32)
-        lut[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)
-        return lut[labels], np.concatenate([[0], ids]).astype(np.int64)
-    ids, inverse = np.unique(labels, return_inverse=True)
-    if ids[0] != 0:
-        inverse = inverse + 1
-        ids = np.concatenate([[0], ids])
-    return inverse.reshape(labels.shape).astype(np.int32), ids.astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -514,10 +481,11 @@ def prepare(labels):
     Raises
     ------
     InputError
-        For a label image that is not usable (see :func:`check_labels`).
+        For a label image that is not usable (see :func:`nucleai.labels.check_labels`).
     """
-    lab, input_ids = _compact(check_labels(labels))
-    n = len(input_ids) - 1
+    compacted = compact(check_labels(labels, "objects", ndim=2))
+    lab, n = compacted.labels, len(compacted.ids)
+    input_ids = np.concatenate([[0], compacted.ids])  # index = compact label, 0 = background
     lab, inside_target = remove_inside(lab, n)
     ring, a, b, count = contacts(lab, n)
     neighbour, share = _largest_neighbour(ring, a, b, count, n)

@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
-from ..models import CONFIG_FILE
-from .unet import build_unet, check_config, div_by, target_classes, unet_config
+from ..models import CONFIG_FILE, div_by
+from .unet import build_unet, check_config, target_classes, unet_config
 
 #: Training defaults for the bundled model: 128-pixel patches hold several DSB nuclei (median
 #: diameter about 20 px) and keep a CPU step short.
@@ -74,9 +74,9 @@ def train_unet(train_pairs, val_pairs, out_dir, *, config=None, settings=None, a
     config = check_config(dict(config or unet_config()))
     settings = settings or default_settings()
     step = div_by(config)
-    if any(int(s) % step for s in settings.patch_size):
-        raise InputError(f"patch size {tuple(settings.patch_size)} must be a multiple of {step} "
-                         f"(2 ** depth) in both axes")
+    if any(int(s) % d for s, d in zip(settings.patch_size, step)):
+        raise InputError(f"patch size {tuple(settings.patch_size)} must be a multiple of "
+                         f"{' x '.join(map(str, step))} (2 ** depth in both axes)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config_path = out_dir / CONFIG_FILE

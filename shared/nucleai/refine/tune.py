@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from ..labels import check_labels, compact
 from ..metrics import DSB_THRESHOLDS, evaluate_image
 from .params import INTEGERS, LIMITS, NAMES, PUBLISHED, check_parameters
-from .rules import Prepared, check_inputs, check_labels, prepare, refine
+from .rules import Prepared, check_inputs, prepare, refine
 
 #: Search ranges: p1 over all shares; p2 up to 150 px (a 14 px disc); bands up to 3 px (a
 #: contour error of more than 3 px is a wrong object, not a contour to correct); p3 and p6 away
@@ -109,14 +110,11 @@ def make_cases(names, labels, probs, truths):
     for name, objects, prob, truth in zip(names, labels, probs, truths, strict=True):
         try:
             objects, prob = check_inputs(objects, prob)
-            truth = check_labels(truth, what="ground truth")
+            truth = check_labels(truth, "ground truth", shape=objects.shape)
         except InputError as error:
             raise InputError(f"{name}: {error}") from None
-        if truth.shape != objects.shape:
-            raise InputError(f"{name}: ground truth is {truth.shape} but the objects are {objects.shape}")
-        ids, compact = np.unique(truth, return_inverse=True)
-        compact = compact.reshape(truth.shape).astype(np.int64) + (ids[0] != 0)
-        cases.append(Case(name, prepare(objects), prob, compact, int(np.count_nonzero(ids)),
+        compacted = compact(truth)
+        cases.append(Case(name, prepare(objects), prob, compacted.labels.astype(np.int64), len(compacted.ids),
                           evaluate_image(truth, objects).dsb_score))
     if not cases:
         raise InputError("no images to tune on")

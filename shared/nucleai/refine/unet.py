@@ -15,7 +15,9 @@ Model folder (a refinement model is a folder, like a detector)
     ``refine.json``     the tuned p1 ... p6 (:mod:`nucleai.refine.params`; published values
                         without it);
     ``MODEL.md``        the model card.
-    The ``kind`` tells it apart from a star-convex (stardist) model folder.
+    The ``kind`` tells it apart from a star-convex (stardist) model folder. The folder is found,
+    checked and loaded (once per process) by :mod:`nucleai.models`: ``models.load(name_or_path,
+    kind="unet")`` gives a :class:`UNetModel`; this module defines its spec and network.
 
 Network
     A plain 2-D U-Net: per level ``unet_n_conv_per_depth`` 3x3 ReLU convolutions (``base *
@@ -31,8 +33,6 @@ Tiling
 """
 import contextlib
 import io
-import json
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,12 +40,12 @@ import numpy as np
 
 from ..errors import InputError
 from ..runtime import quiet_tensorflow
-from ..models import CONFIG_FILE, WEIGHTS_FILES, resolve_model
+from ..models import CONFIG_FILE, div_by, find_weights
 from ..predict import (
     PERCENTILES, auto_tiles, normalize, pad_to_multiple, parse_tiles, select_channels, tile_layout,
 )
 from ..timing import timed
-from .params import read_parameters
+from .params import PARAMETERS_FILE, read_parameters
 
 KIND = "unet"
 CLASSES = ("background", "interior", "boundary")
@@ -80,11 +80,6 @@ def check_config(config, source="config.json"):
     if not (isinstance(percentiles, list) and len(percentiles) == 2 and 0 <= percentiles[0] < percentiles[1] <= 100):
         raise InputError(f"{source}: percentiles must be [low, high] within 0 ... 100, found {percentiles!r}")
     return config
-
-
-def div_by(config):
-    """Input sides must be multiples of this: one halving per level."""
-    return 2 ** int(config["unet_n_depth"])
 
 
 def receptive_radius(config):
@@ -141,7 +136,7 @@ def target_classes(labels):
 
 
 # --------------------------------------------------------------------------------------------
-# Model folders
+# Model folders (found, cached and loaded by nucleai.models: ``models.load(name, kind="unet")``)
 
 
 @dataclass(frozen=True)
@@ -157,6 +152,9 @@ class UNetSpec:
         p1 ... p6 from refine.json, or the published values.
     params_from : str
         ``"refine.json"`` or ``"published"``.
+    n_channel_in : int
+    div_by : tuple of int
+        Input sides must be multiples of these (:func:`nucleai.models.div_by`).
     """
 
     path: Path
@@ -164,41 +162,43 @@ class UNetSpec:
     weights: Path
     params: dict
     params_from: str
+    n_channel_in: int
+    div_by: tuple
+
+    kind = KIND
 
     @property
     def name(self):
         return self.path.name
 
+    def files(self):
+        """The files the model is built from, refine.json included (for cache keys: re-tuned
+        parameters give a new model object)."""
+        files = [self.path / CONFIG_FILE, self.weights]
+        if (self.path / PARAMETERS_FILE).is_file():
+            files.append(self.path / PARAMETERS_FILE)
+        return files
 
-def _read_config(path):
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"{path}: cannot be read as JSON ({error})") from error
-    if not isinstance(config, dict):
-        raise InputError(f"{path}: a JSON object was expected")
-    return check_config(config, source=str(path))
+    def build(self):
+        """The loaded model (TensorFlow); use :func:`nucleai.models.load` for the cached one."""
+        return UNetModel(self)
 
 
-def read_unet_spec(name_or_path):
-    """Find and check a refinement model folder (bundled name or folder) without loading it.
+def unet_spec(path, config):
+    """The :class:`UNetSpec` of a located refinement model folder and its config.json (use
+    :func:`nucleai.models.read_spec` with ``kind="unet"``, which finds the folder).
 
     Raises
     ------
     InputError
-        Naming the folder or file: missing folder, config.json missing or not a U-Net's, no
-        weights file, refine.json unreadable or with parameters out of range.
+        Naming the folder or file: config.json not a U-Net's, no weights file, refine.json
+        unreadable or with parameters out of range.
     """
-    path = resolve_model(name_or_path)
-    config_path = path / CONFIG_FILE
-    if not config_path.is_file():
-        raise InputError(f"refinement model folder {path} has no {CONFIG_FILE}")
-    config = _read_config(config_path)
-    weights = next((path / name for name in WEIGHTS_FILES if (path / name).is_file()), None)
-    if weights is None:
-        raise InputError(f"refinement model folder {path} has no {' or '.join(WEIGHTS_FILES)}")
+    config = check_config(config, source=str(path / CONFIG_FILE))
+    weights = find_weights(path)
     params, params_from = read_parameters(path)
-    return UNetSpec(path=path, config=config, weights=weights, params=params, params_from=params_from)
+    return UNetSpec(path=path, config=config, weights=weights, params=params, params_from=params_from,
+                    n_channel_in=int(config["n_channel_in"]), div_by=div_by(config))
 
 
 class UNetModel:
@@ -218,7 +218,7 @@ class UNetModel:
                 f"{CONFIG_FILE} ({type(error).__name__}: {error})"
             ) from error
         keras_model = self.keras_model
-        signature = [tf.TensorSpec([None, None, None, int(spec.config["n_channel_in"])], tf.float32)]
+        signature = [tf.TensorSpec([None, None, None, spec.n_channel_in], tf.float32)]
 
         @tf.function(input_signature=signature, reduce_retracing=True)
         def forward(batch):
@@ -232,32 +232,10 @@ class UNetModel:
 
     def predict_classes(self, x):
         """Class probabilities (h, w, 3) for one normalised (h, w, C) input, sides multiples of
-        :func:`div_by`."""
+        ``spec.div_by``."""
         with contextlib.redirect_stdout(io.StringIO()):
             out = self._forward(np.ascontiguousarray(x, dtype=np.float32)[np.newaxis])
         return out.numpy()[0]
-
-
-_cache = {}
-_cache_lock = threading.Lock()
-
-
-def load_unet(name_or_path):
-    """The loaded U-Net for a bundled name or folder, built once per process (reloaded when its
-    files change), like :func:`nucleai.models.load_model`."""
-    spec = read_unet_spec(name_or_path)
-    files = [spec.path / CONFIG_FILE, spec.weights]
-    key = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
-    with _cache_lock:
-        cached = _cache.get(spec.path)
-        if cached is not None and cached[0] == key:
-            model = cached[1]
-            # refine.json may have been re-tuned: always the current parameters
-            model.spec = spec
-            return model
-        model = UNetModel(spec)
-        _cache[spec.path] = (key, model)
-        return model
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,16 +263,15 @@ def predict_classes(image, model, *, tiles="auto", channel=None, percentiles=Non
     (H, W, 3) float32 array
         Probabilities of background, interior, boundary.
     """
-    config = model.spec.config
-    percentiles = config.get("percentiles", PERCENTILES) if percentiles is None else percentiles
+    spec = model.spec
+    percentiles = spec.config.get("percentiles", PERCENTILES) if percentiles is None else percentiles
     with timed(timings, "normalize"):
-        x = select_channels(image, int(config["n_channel_in"]), channel)
+        x = select_channels(image, spec.n_channel_in, channel)
         shape = x.shape[:2]
-        x = pad_to_multiple(normalize(x, *percentiles), (div_by(config),) * 2)
+        x = pad_to_multiple(normalize(x, *percentiles), spec.div_by)
     n_tiles = auto_tiles(x.shape[:2], TILE_SIDE) if tiles == "auto" else parse_tiles(tiles)
-    step = div_by(config)
-    overlap = receptive_radius(config)
-    layout = tile_layout(x.shape[:2], n_tiles, (step, step), (overlap, overlap))
+    overlap = receptive_radius(spec.config)
+    layout = tile_layout(x.shape[:2], n_tiles, spec.div_by, (overlap, overlap))
     out = np.empty(x.shape[:2] + (len(CLASSES),), np.float32)
     with timed(timings, "network"):
         for window, core in layout:

@@ -11,6 +11,11 @@ Modules, one job each:
 ``starconvex``  the StarDist-compatible star-convex network, its targets and losses
 ``detector``    training a star-convex detector end to end into a model folder
 ``card``        the model card (MODEL.md)
+``options``     :class:`~options.TrainOptions`, every choice of a training run, checked once
+``run``         one training run (split, channels, styles, detector): what ``nucleai train`` and
+                StyleAugmentTrain both call
+``staging``     the staging folder StyleAugmentTrain writes image set by image set and reads back
+``seeding``     seeded network construction that leaves the caller's random generators alone
 
 nucleAIzer's style-transfer augmentation:
 

@@ -5,6 +5,14 @@ Images and label images are paired by file stem (:func:`nucleai.labelio.files_by
 :func:`to_channels` and normalised per channel to its (1, 99.8) percentiles, the normalisation
 :func:`nucleai.predict.segment` applies, so the network sees at training what it will see at
 prediction.
+
+One intensity rule for all of training: images enter training as they were read, of any type,
+and nothing in training depends on the scale their values are stored at. The detector's input
+is percentile-normalised (here), each style's generator stretches an image from its own minimum
+to its maximum (:func:`nucleai.train.pix2pix.image_to_unit`), and style features read integers
+over their type's range and floats in [0, 1] as they are (:mod:`nucleai.train.style`), which is
+how CellProfiler stores an 8- or 16-bit file's pixels. So an image file (``nucleai train``) and
+CellProfiler's copy of it (StyleAugmentTrain) train the same model.
 """
 from dataclasses import dataclass
 
@@ -84,7 +92,7 @@ def read_samples(images_dir, labels_dir, image_suffixes, read_image):
     image_suffixes : sequence of str
         Image file suffixes to read (e.g. those of ``nucleai segment``).
     read_image : callable
-        ``read_image(path) -> array`` (e.g. ``nucleai.cli.segment.read_image``, so training
+        ``read_image(path) -> array`` (e.g. ``nucleai.labelio.read_image``, so training
         reads files exactly as segmentation does).
 
     Returns

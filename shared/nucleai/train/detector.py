@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..models import CONFIG_FILE, METADATA_FILE, read_model_spec
+from ..models import CONFIG_FILE, METADATA_FILE, div_by, read_spec
 from ..predict import PERCENTILES
 from . import card, loop, starconvex
 from .augment import Augmenter
 from .data import median_object_diameter, prepare, to_channels
+from .seeding import seeded
 
 
 #: Key of nucleai.json recording the model a fine-tuned model started from.
@@ -92,14 +93,37 @@ def input_channels(out_dir, samples, base=None):
     if any(is_colour(sample.image) for sample in samples):
         return 3
     if base is not None:
-        return read_model_spec(base).n_channel_in
+        return read_spec(base).n_channel_in
     return 1
+
+
+def new_network_config(network, n_channels, settings=None):
+    """The config.json of a new network (``network``: NetworkSettings), recording ``settings``."""
+    return starconvex.stardist_config(
+        n_rays=network.n_rays, grid=network.grid, n_channel_in=n_channels,
+        unet_n_depth=network.unet_n_depth, unet_n_filter_base=network.unet_n_filter_base,
+        net_conv_after_unet=network.net_conv_after_unet,
+        **(_training_keywords(settings) if settings is not None else {}),
+    )
+
+
+def base_config(spec):
+    """A base model's config; keys an older stardist did not write take today's defaults, as
+    stardist does."""
+    return {**starconvex.stardist_config(spec.n_rays, spec.grid, spec.n_channel_in), **spec.config}
+
+
+def check_patch_size(patch_size, config):
+    """Raise InputError (field ``patch_size``) unless the patch sides are multiples of the
+    network's ``div_by``."""
+    required = div_by(config)
+    if any(p % d for p, d in zip(patch_size, required)):
+        raise InputError(f"patch size {tuple(patch_size)} must be a multiple of {required} for this network",
+                         "patch_size")
 
 
 def _network(out_dir, settings, network, n_channels, base, log):
     """The model config and Keras network: resumed, fine-tuned from ``base``, or new."""
-    import keras
-
     state = out_dir / loop.STATE_FILE
     if state.is_file():
         config = json.loads((out_dir / CONFIG_FILE).read_text())
@@ -109,35 +133,30 @@ def _network(out_dir, settings, network, n_channels, base, log):
         return config, starconvex.build_network(config), base_path
     if holds_foreign_model(out_dir):
         raise InputError(f"{out_dir} already holds a model (config.json and weights) that was not "
-                         "trained here; choose a new output folder")
-    keras.utils.set_random_seed(settings.seed)  # reproducible initial weights
-    if base is not None:
-        spec = read_model_spec(base)
-        widen = spec.n_channel_in == 1 and n_channels == 3
-        if not widen:
-            starconvex.check_compatible(spec.config, n_channel_in=n_channels, source=f"base model {spec.path}")
-        # keys an older stardist did not write take today's defaults, as stardist does
-        config = {**starconvex.stardist_config(spec.n_rays, spec.grid, spec.n_channel_in), **spec.config}
-        config.update(starconvex.training_record(**_training_keywords(settings)))
+                         "trained here; choose a new output folder", "out")
+    if base is None:
+        config = new_network_config(network, n_channels, settings)
+        with seeded(settings.seed):  # reproducible initial weights
+            return config, starconvex.build_network(config), None
+    spec = read_spec(base)
+    widen = spec.n_channel_in == 1 and n_channels == 3
+    if not widen:
+        starconvex.check_compatible(spec.config, n_channel_in=n_channels, source=f"base model {spec.path}")
+    config = {**base_config(spec), **starconvex.training_record(**_training_keywords(settings))}
+    with seeded(settings.seed):
         model = starconvex.build_network(config)
         try:
             model.load_weights(str(spec.weights))
         except ValueError as error:
-            raise InputError(f"{spec.weights}: does not load into the network of its config.json ({error})") from error
+            raise InputError(f"{spec.weights}: does not load into the network of its config.json ({error})",
+                             "base") from error
         if widen:
             config = {**config, "n_channel_in": 3, "net_input_shape": [None, None, 3]}
             grey_model, model = model, starconvex.build_network(config)
             starconvex.widen_to_colour(grey_model, model)
-            log(f"fine-tuning {spec.path} ({spec.weights.name}), widened from grey to colour input")
-        else:
-            log(f"fine-tuning {spec.path} ({spec.weights.name})")
-        return config, model, spec.path
-    config = starconvex.stardist_config(
-        n_rays=network.n_rays, grid=network.grid, n_channel_in=n_channels,
-        unet_n_depth=network.unet_n_depth, unet_n_filter_base=network.unet_n_filter_base,
-        net_conv_after_unet=network.net_conv_after_unet, **_training_keywords(settings),
-    )
-    return config, starconvex.build_network(config), None
+    log(f"fine-tuning {spec.path} ({spec.weights.name})"
+        + (", widened from grey to colour input" if widen else ""))
+    return config, model, spec.path
 
 
 def _training_keywords(settings):
@@ -197,19 +216,16 @@ def train_detector(train, val, out_dir, *, n_channels, settings=loop.TrainSettin
         :func:`nucleai.train.loop.fit`).
     """
     from .. import metrics, thresholds
-    from ..models import load_model
-    from ..predict import segment
+    from ..models import load
+    from ..predict import SegmentOptions, segment
 
     log = log or (lambda message: None)
     settings.check()
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"output {out_dir} is a file; a model is a folder")
+        raise InputError(f"output {out_dir} is a file; a model is a folder", "out")
     config, model, base_path = _network(out_dir, settings, network, n_channels, base, log)
-    required = starconvex.div_by(config)
-    if any(p % d for p, d in zip(settings.patch_size, required)):
-        raise InputError(f"patch size {tuple(settings.patch_size)} must be a multiple of {required} "
-                         "for this network")
+    check_patch_size(settings.patch_size, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / CONFIG_FILE).write_text(json.dumps(config))
     metadata = {} if base_path is None else {BASE_KEY: str(base_path)}
@@ -237,12 +253,12 @@ def train_detector(train, val, out_dir, *, n_channels, settings=loop.TrainSettin
     (out_dir / METADATA_FILE).write_text(json.dumps({"object_diameter": diameter, **metadata}))
     val_images = [to_channels(s.image, n_channels) for s in val]
     val_truths = [s.labels for s in val]
-    trained = load_model(out_dir)
+    trained = load(out_dir)
     search = thresholds.tune_thresholds(trained, val_images, val_truths, percentiles=percentiles)
     thresholds.write_thresholds(out_dir, search.prob_thresh, search.nms_thresh)
     evaluation = metrics.summarize(
-        metrics.evaluate_image(truth, segment(image, trained, prob_thresh=search.prob_thresh,
-                                              nms_thresh=search.nms_thresh, percentiles=percentiles).labels)
+        metrics.evaluate_image(truth, segment(image, trained, SegmentOptions(
+            prob_thresh=search.prob_thresh, nms_thresh=search.nms_thresh, percentiles=percentiles)).labels)
         for image, truth in zip(val_images, val_truths)
     )
     log(f"thresholds tuned on {len(val)} validation images: prob {search.prob_thresh:g}, "

@@ -17,12 +17,13 @@ What the generator sees
     synthetic image would contradict its own labels.
 
 Images
-    ``uint8`` images are scaled from 0 ... 255 to -1 ... 1. Images of any other type (uint16,
-    float, ...) are stretched from their own minimum ... maximum: microscopes rarely fill a
-    16-bit range, and a fixed scale would teach the generator an almost black style; the
-    output is 8-bit in any case. Grey images are repeated to 3 channels for a 3-channel
-    generator; colour images are averaged to grey for a 1-channel one (grey fluorescence is
-    often stored as RGB(A) with equal channels); an alpha channel is dropped.
+    Every image is stretched from its own minimum ... maximum to -1 ... 1, whatever its type,
+    so that an 8-bit file and CellProfiler's copy of it (the values divided by 255) train the
+    same generator, as they train the same detector (:mod:`nucleai.train.data`). Microscopes
+    rarely fill a 16-bit range, so a fixed scale would also teach the generator an almost black
+    style; the output is 8-bit in any case. Grey images are repeated to 3 channels for a
+    3-channel generator; colour images are averaged to grey for a 1-channel one (grey
+    fluorescence is often stored as RGB(A) with equal channels); an alpha channel is dropped.
 
 Networks
     Generator: a U-Net with ``depth`` stride-2 4x4 convolutions down (``n_filters * 2**level``
@@ -57,11 +58,14 @@ Cost
     H&E-like style, 2.5 minutes (490 steps) already rendered new masks as purple blobs on the
     pink textured background; longer training sharpens the texture.
 
-Model folder (written by :func:`train_generator`, read by :func:`load_generator`)
-    ``generator.h5``    Keras HDF5 weights (the layout :func:`nucleai.train.loop.save_weights`
-                        writes);
-    ``generator.json``  ``{"kind": "pix2pix", "n_channels", "settings", "steps", "minutes",
-                        "history"}``; ``history`` holds the mean losses per logging interval.
+Model folder (written by :func:`train_generator`, loaded by ``nucleai.models.load(folder,
+kind="generator")`` like every model folder, see :mod:`nucleai.models`)
+    ``config.json``     ``{"kind": "generator", "n_channels", "settings", "steps", "minutes",
+                        "history"}``: the network (output channels and
+                        :class:`GeneratorSettings`) and the training record; ``history`` holds
+                        the mean losses per logging interval;
+    ``weights_last.h5`` Keras HDF5 weights of the last step (the layout
+                        :func:`nucleai.train.loop.save_weights` writes).
 
 Example
 -------
@@ -74,6 +78,13 @@ Train a generator on one style cluster and render synthetic masks with it::
         settings=pix2pix.GeneratorSettings(minutes=10), out_dir="styles/cluster_3",
     )
     synthetic = pix2pix.render_images(generator, synthetic_masks, n_channels=3)
+
+and later, from the folder::
+
+    from nucleai import models
+
+    loaded = models.load("styles/cluster_3", kind="generator")
+    synthetic = pix2pix.render_images(loaded.keras_model, synthetic_masks, n_channels=3)
 """
 import dataclasses
 import json
@@ -85,11 +96,16 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..labels import check_labels
+from ..models import CONFIG_FILE, WEIGHTS_FILES, find_weights
 from ..runtime import quiet_tensorflow
+from .seeding import seeded
 
-KIND = "pix2pix"
-WEIGHTS_FILE = "generator.h5"
-INFO_FILE = "generator.json"
+KIND = "generator"
+#: The generator is saved once, after its last step (there is no validation to pick a best one).
+WEIGHTS_FILE = WEIGHTS_FILES[-1]
+#: Input channels of every generator: the foreground and the boundaries (:func:`mask_channels`).
+MASK_CHANNELS = 2
 #: Steps per logged line (mean losses over the interval).
 LOG_EVERY = 100
 #: Rendering puts same-sized images into one batch up to this many pixels.
@@ -202,17 +218,9 @@ def mask_channels(labels):
     return np.stack([foreground, boundary], axis=-1).astype(np.float32) * 2 - 1
 
 
-def _check_labels(labels, i):
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise InputError(f"label image {i}: expected (H, W), got shape {labels.shape}")
-    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
-        raise InputError(f"label image {i}: expected integer object ids, got {labels.dtype}")
-    return labels
-
-
-def _image_to_unit(image, i, n_channels):
-    """One image as (H, W, n_channels) float32 in [-1, 1] (scaling: see the module docstring)."""
+def image_to_unit(image, i=0, n_channels=None):
+    """One image as (H, W, n_channels) float32 in [-1, 1], stretched from its own range (see the
+    module docstring); ``n_channels`` None keeps the image's (alpha dropped)."""
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[2] == 4:
         image = image[..., :3]
@@ -222,14 +230,11 @@ def _image_to_unit(image, i, n_channels):
         raise InputError(f"image {i}: expected (H, W) grey, RGB or RGBA, got shape {image.shape}")
     if not (np.issubdtype(image.dtype, np.number) or image.dtype == bool):
         raise InputError(f"image {i}: expected numbers, got {image.dtype}")
-    if image.dtype == np.uint8:
-        unit = image.astype(np.float32) / 255.0
-    else:
-        values = image.astype(np.float32)
-        if not np.isfinite(values).all():
-            raise InputError(f"image {i}: holds NaN or infinite values")
-        low, high = float(values.min()), float(values.max())
-        unit = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    values = image.astype(np.float32)
+    if not np.isfinite(values).all():
+        raise InputError(f"image {i}: holds NaN or infinite values")
+    low, high = float(values.min()), float(values.max())
+    unit = (values - low) / (high - low) if high > low else np.zeros_like(values)
     if n_channels == 1 and unit.shape[2] == 3:
         unit = unit.mean(axis=2, keepdims=True)
     elif n_channels == 3 and unit.shape[2] == 1:
@@ -289,7 +294,7 @@ def build_generator(n_channels, settings=GeneratorSettings()):
     n_channels = _check_n_channels(n_channels)
     settings.check()
     depth = settings.depth
-    inputs = keras.Input((None, None, 2), name="masks")
+    inputs = keras.Input((None, None, MASK_CHANNELS), name="masks")
     x, skips = inputs, []
     for level in range(depth):
         filters = _filters(settings, level)
@@ -319,7 +324,7 @@ def build_discriminator(n_channels, settings=GeneratorSettings()):
 
     n_channels = _check_n_channels(n_channels)
     base = settings.n_filters
-    inputs = keras.Input((None, None, 2 + n_channels), name="masks_and_image")
+    inputs = keras.Input((None, None, MASK_CHANNELS + n_channels), name="masks_and_image")
     x = inputs
     for i, (filters, stride) in enumerate([(base, 2), (2 * base, 2), (4 * base, 2), (4 * base, 1)]):
         x = layers.Conv2D(filters, 4, strides=stride, padding="same", name=f"patch_{i}")(x)
@@ -390,8 +395,8 @@ def _training_data(label_images, images, n_channels, size):
         raise InputError("no training images")
     pairs = []
     for i, (labels, image) in enumerate(zip(label_images, images)):
-        labels = _check_labels(labels, i)
-        image = _image_to_unit(image, i, n_channels)
+        labels = check_labels(labels, f"label image {i}", ndim=2)
+        image = image_to_unit(image, i, n_channels)
         if image.shape[:2] != labels.shape:
             raise InputError(f"image {i} is {image.shape[:2]} but its label image is {labels.shape}")
         pairs.append((labels, image))
@@ -423,8 +428,8 @@ def train_generator(label_images, images, *, n_channels, settings=GeneratorSetti
         1 (grey) or 3 (RGB) output channels.
     settings : GeneratorSettings
     out_dir : str or Path, optional
-        Folder (created) for ``generator.h5`` and ``generator.json``, written when training
-        ends.
+        Model folder (created) for ``config.json`` and ``weights_last.h5``, written when
+        training ends.
     progress : bool
         Show a progress bar (tqdm, on stderr).
     log : callable, optional
@@ -442,7 +447,6 @@ def train_generator(label_images, images, *, n_channels, settings=GeneratorSetti
         channel count other than 1, 3 or 4, label images that are not integers, no object.
     """
     quiet_tensorflow()
-    import keras
     from tqdm import tqdm
 
     settings.check()
@@ -450,9 +454,9 @@ def train_generator(label_images, images, *, n_channels, settings=GeneratorSetti
     log = log or (lambda message: None)
     data = _training_data(label_images, images, n_channels, settings.size)
 
-    keras.utils.set_random_seed(settings.seed)
-    generator = build_generator(n_channels, settings)
-    discriminator = build_discriminator(n_channels, settings)
+    with seeded(settings.seed):  # reproducible initial weights
+        generator = build_generator(n_channels, settings)
+        discriminator = build_discriminator(n_channels, settings)
     step = _step_function(generator, discriminator, settings)
     rng = np.random.default_rng(settings.seed)
 
@@ -495,7 +499,7 @@ def train_generator(label_images, images, *, n_channels, settings=GeneratorSetti
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         save_weights(generator, out_dir / WEIGHTS_FILE)
-        _write_json(out_dir / INFO_FILE, {
+        _write_json(out_dir / CONFIG_FILE, {
             "kind": KIND, "n_channels": n_channels, "settings": dataclasses.asdict(settings),
             "steps": done, "minutes": minutes, "history": history,
         })
@@ -513,44 +517,91 @@ def _describe(entry, seconds=None):
             f"discriminator {entry['discriminator']:.3f}{speed}")
 
 
-def load_generator(folder):
-    """The generator saved by :func:`train_generator` in ``folder``.
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """A generator's model folder, checked; no TensorFlow involved.
+
+    Attributes
+    ----------
+    path : Path
+    config : dict
+        config.json as stored (network and training record).
+    weights : Path
+    n_channels : int
+        Output channels (1 grey, 3 RGB).
+    settings : GeneratorSettings
+        As trained (fields of other versions are ignored).
+    n_channel_in : int
+        :data:`MASK_CHANNELS`.
+    div_by : tuple of int
+        Input sides must be multiples of these (``2 ** depth``); :func:`render_images` pads.
+    """
+
+    path: Path
+    config: dict = dataclasses.field(repr=False)
+    weights: Path
+    n_channels: int
+    settings: GeneratorSettings
+    n_channel_in: int = MASK_CHANNELS
+
+    kind = KIND
+
+    @property
+    def name(self):
+        return self.path.name
+
+    @property
+    def div_by(self):
+        return (2**self.settings.depth,) * 2
+
+    def files(self):
+        """The files the generator is built from (for cache keys)."""
+        return [self.path / CONFIG_FILE, self.weights]
+
+    def build(self):
+        """The loaded generator (TensorFlow); use :func:`nucleai.models.load` for the cached one."""
+        return GeneratorModel(self)
+
+
+def generator_spec(path, config):
+    """The :class:`GeneratorSpec` of a located generator folder and its config.json (use
+    :func:`nucleai.models.read_spec` with ``kind="generator"``, which finds the folder).
 
     Raises
     ------
     InputError
-        Naming the folder: missing, no or unreadable ``generator.json`` or ``generator.h5``, or
-        weights that do not fit the network the JSON describes.
+        Naming the folder: settings or channel count missing or out of range, no weights.
     """
-    quiet_tensorflow()
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"generator folder {folder} does not exist")
-    info_path, weights_path = folder / INFO_FILE, folder / WEIGHTS_FILE
-    for path in (info_path, weights_path):
-        if not path.is_file():
-            raise InputError(f"generator folder {folder} has no {path.name}")
     try:
-        info = json.loads(info_path.read_text())
-        if info.get("kind") != KIND:
-            raise ValueError(f"kind {info.get('kind')!r}, expected {KIND!r}")
         fields = {f.name for f in dataclasses.fields(GeneratorSettings)}
-        settings = GeneratorSettings(**{k: v for k, v in info["settings"].items() if k in fields})
-        n_channels = info["n_channels"]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise InputError(f"generator folder {folder}: {INFO_FILE} is broken ({error})") from error
-    try:
-        generator = build_generator(n_channels, settings)
-    except InputError as error:
-        raise InputError(f"generator folder {folder}: {INFO_FILE} is broken ({error})") from error
-    try:
-        generator.load_weights(str(weights_path))
-    except Exception as error:  # truncated HDF5, another architecture, ...
-        raise InputError(
-            f"generator folder {folder}: {WEIGHTS_FILE} does not load into the generator "
-            f"{INFO_FILE} describes ({type(error).__name__}: {error})"
-        ) from error
-    return generator
+        settings = GeneratorSettings(**{k: v for k, v in config["settings"].items() if k in fields})
+        n_channels = _check_n_channels(config["n_channels"])
+        settings.check()
+    except (InputError, KeyError, TypeError, AttributeError) as error:
+        raise InputError(f"generator folder {path}: {CONFIG_FILE} is broken ({error})") from error
+    return GeneratorSpec(path=path, config=config, weights=find_weights(path), n_channels=n_channels,
+                         settings=settings)
+
+
+class GeneratorModel:
+    """A loaded generator: its :class:`GeneratorSpec` and the Keras network
+    (``keras_model``, for :func:`render_images`)."""
+
+    def __init__(self, spec):
+        quiet_tensorflow()
+        self.spec = spec
+        self.keras_model = build_generator(spec.n_channels, spec.settings)
+        try:
+            self.keras_model.load_weights(str(spec.weights))
+        except Exception as error:  # truncated HDF5, another architecture, ...
+            raise InputError(
+                f"generator folder {spec.path}: {spec.weights.name} does not load into the "
+                f"generator {CONFIG_FILE} describes ({type(error).__name__}: {error})"
+            ) from error
+
+    @property
+    def name(self):
+        return self.spec.name
 
 
 # --------------------------------------------------------------------------------------------
@@ -567,7 +618,8 @@ def render_images(generator, label_images, *, n_channels):
     Parameters
     ----------
     generator : keras.Model
-        From :func:`train_generator` or :func:`load_generator`.
+        From :func:`train_generator`, or a loaded generator's ``keras_model``
+        (:class:`GeneratorModel`).
     label_images : sequence of (H, W) int arrays
         Any sizes.
     n_channels : int
@@ -583,7 +635,7 @@ def render_images(generator, label_images, *, n_channels):
     if produced != n_channels:
         raise InputError(f"n_channels is {n_channels} but the generator makes {produced}-channel images")
     step = 2 ** generator_depth(generator)
-    label_images = [_check_labels(labels, i) for i, labels in enumerate(label_images)]
+    label_images = [check_labels(labels, f"label image {i}", ndim=2) for i, labels in enumerate(label_images)]
     groups = {}
     for i, labels in enumerate(label_images):
         shape = tuple(-(-s // step) * step for s in labels.shape)

@@ -1,20 +1,11 @@
-"""The star-convex (StarDist) network, its training targets and losses, in our own code.
+"""The star-convex (StarDist) network for training, its targets and losses.
 
-The network is stardist's ``StarDist2D`` architecture (Schmidt et al. 2018, stardist 0.9), built
-here from a stardist ``config.json`` dictionary with the same layers, in the same order, with
-the same names, so that weights move between the two by Keras' order-based HDF5 loading: a
-folder we write (config.json + weights_*.h5) loads with ``stardist.models.StarDist2D(None,
-name, basedir)`` and with :func:`nucleai.models.load_model`, and a stardist-trained folder can
-be fine-tuned here. The graph:
-
-- input ``(None, None, n_channel_in)``;
-- while the subsampling reached is below ``grid``: ``unet_n_conv_per_depth`` 3x3 convolutions
-  with ``unet_n_filter_base`` filters, then 2x2 max pooling (per axis still below the grid);
-- csbdeep's U-Net block (``unet_n_depth`` levels; ``unet_n_filter_base * unet_expansion **
-  level`` filters; ``down_level_L_no_i``, ``max_L``, ``middle_i``, ``up_level_L_no_i``; skip
-  connections concatenated after upsampling);
-- ``features``: a 3x3 convolution with ``net_conv_after_unet`` filters (when > 0);
-- heads ``prob`` (1x1, sigmoid, 1 channel) and ``dist`` (1x1, linear, ``n_rays`` channels).
+The network is stardist's ``StarDist2D`` (Schmidt et al. 2018, stardist 0.9), built by stardist
+from a ``config.json`` dictionary (:func:`build_network`), so a folder we write (config.json +
+weights_*.h5) loads with ``stardist.models.StarDist2D(None, name, basedir)`` and with
+:func:`nucleai.models.load`, and a stardist-trained folder can be fine-tuned here. Targets and
+losses are ours (stardist's training code needs its own data generator and Keras callbacks), and
+are checked against stardist's.
 
 Targets (per label patch, at grid resolution, as stardist's data generator makes them):
 ``prob`` is the object probability, each object's Euclidean distance transform divided by its
@@ -102,13 +93,10 @@ def stardist_config(n_rays=32, grid=(2, 2), n_channel_in=1, unet_n_depth=3, unet
     }
 
 
-def div_by(config):
-    """Input sizes must be multiples of these (y, x): ``unet_pool ** unet_n_depth * grid``."""
-    return tuple(p ** int(config["unet_n_depth"]) * g for p, g in zip(config["unet_pool"], config["grid"]))
-
-
 def build_network(config):
-    """The Keras model stardist's ``StarDist2D`` builds for this config, built by us.
+    """The Keras network of stardist's ``StarDist2D`` for this config, built by stardist itself
+    (as :mod:`nucleai.models` builds it for prediction), so training and prediction use one
+    network and a folder we write loads in stardist layer for layer.
 
     Parameters
     ----------
@@ -118,73 +106,30 @@ def build_network(config):
     Returns
     -------
     keras.Model
-        Input ``(B, H, W, n_channel_in)``; outputs ``[prob (B, H/gy, W/gx, 1),
-        dist (B, H/gy, W/gx, n_rays)]``.
+        Input ``(B, H, W, n_channel_in)`` (stardist's model takes a one-element list; this one
+        the array itself, over the same layers); outputs ``[prob (B, H/gy, W/gx, 1), dist (B,
+        H/gy, W/gx, n_rays)]``. Initial weights are drawn as Keras draws them (seed them with
+        :func:`nucleai.train.seeding.seeded`).
+
+    Raises
+    ------
+    InputError
+        For another backbone or dimensionality, multi-class models, or a config stardist rejects.
     """
+    import contextlib
+    import io
+
     import keras
-    from keras import layers
 
     if config.get("backbone", "unet") != "unet" or config.get("n_dim", 2) != 2:
         raise InputError("only 2-D stardist models with a U-Net backbone can be trained")
     if config.get("n_classes") is not None:
         raise InputError("multi-class stardist models (n_classes) cannot be trained here")
-    kernel = tuple(config["unet_kernel_size"])
-    pool = tuple(config["unet_pool"])
-    activation = config["unet_activation"]
-    n_conv = int(config["unet_n_conv_per_depth"])
-    base = int(config["unet_n_filter_base"])
-    expansion = config["unet_expansion"]
-    depth = int(config["unet_n_depth"])
-    prefix = config.get("unet_prefix", "")
-    batch_norm = bool(config["unet_batch_norm"])
-    dropout = float(config["unet_dropout"] or 0.0)
+    with contextlib.redirect_stdout(io.StringIO()):
+        from stardist.models import Config2D, StarDist2D
 
-    def conv_block(x, filters, name, block_activation=activation):
-        if batch_norm:
-            x = layers.Conv2D(filters, kernel, padding="same", kernel_initializer="glorot_uniform", name=name)(x)
-            x = layers.BatchNormalization()(x)
-            x = layers.Activation(block_activation)(x)
-        else:
-            x = layers.Conv2D(filters, kernel, padding="same", kernel_initializer="glorot_uniform",
-                              activation=block_activation, name=name)(x)
-        if dropout > 0:
-            x = layers.Dropout(dropout)(x)
-        return x
-
-    inputs = keras.Input((None, None, int(config["n_channel_in"])), name="input")
-    x = inputs
-    pooled, grid = np.array([1, 1]), np.array(config["grid"])
-    while tuple(pooled) != tuple(grid):
-        step = 1 + (grid > pooled)
-        pooled *= step
-        for _ in range(n_conv):
-            x = layers.Conv2D(base, kernel, padding="same", activation=activation)(x)
-        x = layers.MaxPooling2D(tuple(int(s) for s in step))(x)
-
-    skips = []
-    for level in range(depth):
-        for i in range(n_conv):
-            x = conv_block(x, int(base * expansion**level), f"{prefix}down_level_{level}_no_{i}")
-        skips.append(x)
-        x = layers.MaxPooling2D(pool, name=f"{prefix}max_{level}")(x)
-    for i in range(n_conv - 1):
-        x = conv_block(x, int(base * expansion**depth), f"{prefix}middle_{i}")
-    x = conv_block(x, int(base * expansion ** max(0, depth - 1)), f"{prefix}middle_{n_conv}")
-    for level in reversed(range(depth)):
-        x = layers.Concatenate(axis=-1)([layers.UpSampling2D(pool)(x), skips[level]])
-        for i in range(n_conv - 1):
-            x = conv_block(x, int(base * expansion**level), f"{prefix}up_level_{level}_no_{i}")
-        x = conv_block(
-            x, int(base * expansion ** max(0, level - 1)), f"{prefix}up_level_{level}_no_{n_conv}",
-            activation if level > 0 else config["unet_last_activation"],
-        )
-    if int(config["net_conv_after_unet"]) > 0:
-        x = layers.Conv2D(int(config["net_conv_after_unet"]), kernel, name="features", padding="same",
-                          activation=activation)(x)
-    prob = layers.Conv2D(1, (1, 1), name="prob", padding="same", activation="sigmoid")(x)
-    dist = layers.Conv2D(int(config["n_rays"]), (1, 1), name="dist", padding="same", activation="linear")(x)
-    # stardist wraps the input in a list; the weights and their order are the same either way
-    return keras.Model(inputs, [prob, dist])
+        network = StarDist2D(Config2D(**Config2D.update_loaded_config(dict(config))), basedir=None).keras_model
+    return keras.Model(network.inputs[0], network.outputs)
 
 
 def object_probability(labels):

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import models
 from ..errors import InputError
 from . import pix2pix, style, style_grid, synthetic_masks
 from .data import Sample, to_channels
@@ -132,15 +133,10 @@ class StyledTraining:
     styles: StyleReport = None
 
 
-def _as_uint8(image):
-    """An image scaled to uint8 by its dtype range (floats by their 0-1 range, clipped)."""
-    image = np.asarray(image)
-    if image.dtype == np.uint8:
-        return image
-    if np.issubdtype(image.dtype, np.integer):
-        return (image.astype(np.float64) * (255 / np.iinfo(image.dtype).max)).round().astype(np.uint8)
-    high = 1.0 if float(np.nanmax(image)) <= 1.0 else float(np.nanmax(image))
-    return np.clip(np.nan_to_num(image) / high * 255, 0, 255).round().astype(np.uint8)
+def _as_generator_sees(image, n_channels):
+    """An image as its style's generator learns it (:func:`.pix2pix.image_to_unit`), in uint8."""
+    unit = pix2pix.image_to_unit(to_channels(image, n_channels), n_channels=n_channels)
+    return np.rint((unit + 1) * 127.5).astype(np.uint8)
 
 
 def dark_objects(image):
@@ -221,7 +217,7 @@ def synthesise_styles(annotated, unlabeled, out_dir, *, n_channels, settings=Sty
     n_channels : 1 or 3
         Channels of the synthetic images (those of the detector to train).
     settings : StyleSettings
-    first_pass : nucleai.models.Model, optional
+    first_pass : nucleai.models.StarConvexModel, optional
         Segments the unannotated images of a style; needed unless every style has annotated
         images to learn from.
     progress : bool
@@ -244,7 +240,7 @@ def synthesise_styles(annotated, unlabeled, out_dir, *, n_channels, settings=Sty
         log(f"reusing the {len(done.synthetic)} synthetic pairs of {out_dir}")
         return done
     if not unlabeled:
-        raise InputError("style augmentation needs unannotated images of the target kind")
+        raise InputError("style augmentation needs unannotated images of the target kind", "style")
     clusters = style.cluster_styles([s.image for s in unlabeled], k=settings.k,
                                     min_cluster_size=settings.min_cluster_size, seed=settings.seed)
     log(f"{clusters.k} style clusters ({clusters.rule}); kept {len(clusters.kept)}, "
@@ -258,7 +254,7 @@ def synthesise_styles(annotated, unlabeled, out_dir, *, n_channels, settings=Sty
         images = [s.image for s in known] + [s.image for s in members]
         if members and first_pass is None:
             raise InputError(f"style {style_id} has {len(members)} unannotated images to segment first; "
-                             "give a first-pass model (or a base model)")
+                             "give a first-pass model (or a base model)", "first_pass")
         masks = [s.labels for s in known] + (first_pass_labels(first_pass, [s.image for s in members], log)
                                              if members else [])
         pairs = [(m, i) for m, i in zip(masks, images) if m.max() > 0]
@@ -270,7 +266,7 @@ def synthesise_styles(annotated, unlabeled, out_dir, *, n_channels, settings=Sty
         generator = pix2pix.train_generator([m for m, _ in pairs], [to_channels(i, n_channels) for _, i in pairs],
                                             n_channels=n_channels, settings=settings.generator,
                                             out_dir=generator_dir, progress=progress, log=log)
-        minutes = json.loads((generator_dir / "generator.json").read_text()).get("minutes", float("nan"))
+        minutes = models.read_spec(generator_dir, kind="generator").config.get("minutes", float("nan"))
         stats = synthetic_masks.measure_objects([m for m, _ in pairs])
         shape = tuple(int(v) for v in np.median([m.shape for m, _ in pairs], axis=0))
         new_masks = synthetic_masks.synthesise_masks(stats, shape, settings.pairs_per_style,
@@ -280,7 +276,7 @@ def synthesise_styles(annotated, unlabeled, out_dir, *, n_channels, settings=Sty
         synthetic += [Sample(f"style{style_id}_{i:03d}", image, mask)
                       for i, (image, mask) in enumerate(zip(new_images, new_masks))]
         grid = out_dir / f"style_{style_id}_real_vs_synthetic.png"
-        style_grid.save_style_grid(grid, [_as_uint8(to_channels(i, n_channels)) for _, i in pairs],
+        style_grid.save_style_grid(grid, [_as_generator_sees(i, n_channels) for _, i in pairs],
                                    [m for m, _ in pairs], new_images, new_masks,
                                    title=f"style {style_id}: real (top) and synthetic (bottom)")
         grids.append(grid)
@@ -328,7 +324,6 @@ def train_with_styles(train, val, out_dir, *, n_channels, settings=TrainSettings
     """
     from dataclasses import replace
 
-    from ..models import load_model
     from .augment import Augmenter
     from .detector import train_detector
 
@@ -339,9 +334,9 @@ def train_with_styles(train, val, out_dir, *, n_channels, settings=TrainSettings
         style.check()
         first_pass = first_pass if first_pass is not None else base
         try:
-            model = load_model(first_pass) if first_pass is not None else None
+            model = models.load(first_pass) if first_pass is not None else None
         except InputError as error:
-            raise InputError(f"first-pass model: {error}") from None
+            raise InputError(f"first-pass model: {error}", "first_pass") from None
         report = synthesise_styles(train, unlabeled, Path(out_dir) / STYLES_DIR, n_channels=n_channels,
                                    settings=style, first_pass=model, progress=progress, log=log)
         description += report.describe()

@@ -1,0 +1,190 @@
+"""The settings RunStarConvex and TTAMerge share, and what they do with them, written once.
+
+Both modules run a star-convex detector: they pick the model (:mod:`_model_choice`), the channel
+of a colour image, the probability and overlap thresholds, and may save a probability map. This
+mixin creates those settings, turns them (with a module's own extra fields) into a
+:class:`nucleai.predict.SegmentOptions`, checks them before a run and shows the result the same
+way. CellProfiler does not load files starting with ``_`` from the plugins folder as modules, but
+the folder is on ``sys.path`` while the modules are imported, so they can import this one.
+
+Numbers are read as typed (``_options.typed_number``), so an out-of-range value in a pipeline
+file fails validation naming its setting instead of running with the setting's fallback value,
+and :meth:`prepare_run` validates as the GUI does, since a headless run validates nothing
+(``_options.validate_before_run``).
+"""
+from dataclasses import replace
+
+from cellprofiler_core.preferences import ABSOLUTE_FOLDER_NAME
+from cellprofiler_core.setting import Binary, ValidationError
+from cellprofiler_core.setting.choice import Choice
+from cellprofiler_core.setting.text import Directory, Float, ImageName, Integer
+
+from nucleai import models, predict
+from nucleai.errors import InputError
+
+from _model_choice import MODEL_BUNDLED, MODEL_CUSTOM, ModelChoice
+from _options import options_from_settings, typed_number, validate_before_run
+
+def _bundled_choices(pipeline=None):
+    return models.bundled_models() or [models.DEFAULT_MODEL]
+
+
+class DetectorSettings(ModelChoice):
+    """Mixin for a module that segments ``x_name`` with a star-convex model."""
+
+    def create_detector_settings(self, used_for):
+        """The model, channel and threshold settings; ``used_for`` prefixes their help."""
+        self.model_source = Choice(
+            "Model", [MODEL_BUNDLED, MODEL_CUSTOM], value=MODEL_BUNDLED,
+            doc=f"""{used_for}
+Use a model that ships with the plugins (*{MODEL_BUNDLED}*) or a model folder of your own
+(*{MODEL_CUSTOM}*): any 2-D model trained with the ``stardist`` Python package, i.e. a folder
+holding ``config.json``, ``thresholds.json`` and ``weights_best.h5`` (or ``weights_last.h5``).""",
+        )
+        self.bundled_model = Choice(
+            "Bundled model", _bundled_choices(), value=models.DEFAULT_MODEL, choices_fn=_bundled_choices,
+            doc=f"""*(Used only for a bundled model)*
+
+The bundled models are the folders in the plugins' ``models/`` folder (or in the folder named by
+the environment variable ``{models.MODELS_DIR_ENV}``). *{models.DEFAULT_MODEL}* segments nuclei in
+fluorescence images, *histo_nuclei* in H&E-like colour images.""",
+        )
+        self.model_folder = Directory(
+            "Model folder", value=f"{ABSOLUTE_FOLDER_NAME}|", allow_metadata=False,
+            doc="""*(Used only for a custom model folder)*
+
+The folder of a StarDist-type model. It is checked when the pipeline is validated; a missing or
+broken one is reported before any image is processed.""",
+        )
+        self.channel = Integer(
+            "Channel to use for colour images", 1, minval=1,
+            doc="""*(Used only when the input image has several channels and the model takes one)*
+
+The channel to segment, counted from 1 (1 = red, 2 = green, 3 = blue for RGB images). Grey
+images ignore this setting. A model trained on several channels gets all channels of an image
+with that many.""",
+        )
+        self.use_model_thresholds = Binary(
+            "Use the model's tuned thresholds?", True,
+            doc=f"""{used_for}
+Models store thresholds tuned on their validation data (``thresholds.json``); they are usually
+the best choice. Select *No* to set them yourself (a model without ``thresholds.json`` uses
+StarDist's defaults, 0.5 and 0.4).""",
+        )
+        self.prob_thresh = Float(
+            "Probability threshold", models.DEFAULT_PROB_THRESH, minval=0.001, maxval=0.999,
+            doc="""*(Used only when not using the model's thresholds)*
+
+Pixels with an object probability above this propose an object. Lower it to find fainter or
+more uncertain nuclei (more false detections), raise it to keep only confident ones.""",
+        )
+        self.nms_thresh = Float(
+            "Overlap threshold", models.DEFAULT_NMS_THRESH, minval=0.001, maxval=0.999,
+            doc="""*(Used only when not using the model's thresholds)*
+
+Two proposed objects overlapping by more than this fraction (intersection area over the area
+of the smaller one) are taken to be the same nucleus and only the more probable is kept. Raise
+it to keep more touching or overlapping nuclei apart.""",
+        )
+
+    def create_probability_settings(self, what, default_name):
+        """Whether to save the probability map (``what`` describes it) and its name."""
+        self.save_probability = Binary(
+            f"Save the {what}probability map as an image?", False,
+            doc=f"""Select *Yes* to make the network's {what}object probability map (0 to 1, at
+the input image's size) available to later modules, for example to save it with **SaveImages**
+or measure it.""",
+        )
+        self.probability_name = ImageName(
+            "Name the probability image", default_name,
+            doc="*(Used only when saving the probability map)* Name for the probability image.",
+        )
+
+    def detector_visible_settings(self):
+        shown = [self.model_source, self._model_setting(), self.channel, self.use_model_thresholds]
+        return shown + ([] if self.use_model_thresholds else [self.prob_thresh, self.nms_thresh])
+
+    def probability_visible_settings(self):
+        return [self.save_probability] + ([self.probability_name] if self.save_probability else [])
+
+    # ----------------------------------------------------------------------------------------
+    # settings -> options
+
+    def segment_options(self, extra=None, extra_settings=None):
+        """The :class:`~nucleai.predict.SegmentOptions` of the settings, numbers as typed.
+
+        ``extra`` is a function returning more option fields (a module's own settings),
+        ``extra_settings`` maps those fields to their settings.
+        """
+
+        def build():
+            channel = typed_number(self.channel)  # counted from 1 here, from 0 in the options
+            values = {"channel": channel - 1 if isinstance(channel, int) else channel}
+            if not self.use_model_thresholds:
+                values.update(prob_thresh=typed_number(self.prob_thresh), nms_thresh=typed_number(self.nms_thresh))
+            return predict.SegmentOptions(**values, **(extra() if extra else {}))
+
+        settings = {"channel": self.channel, "prob_thresh": self.prob_thresh, "nms_thresh": self.nms_thresh,
+                    **(extra_settings or {})}
+        return options_from_settings(build, settings, self.x_name)
+
+    def read_detector_spec(self):
+        """The chosen model's spec (files only, no TensorFlow); ValidationError on the model setting."""
+        try:
+            return self._model_spec()
+        except InputError as error:
+            raise ValidationError(str(error), self._model_setting())
+
+    # ----------------------------------------------------------------------------------------
+    # run
+
+    def prepare_run(self, workspace):
+        """Validate here too: a headless run calls no validate_module, and must not start."""
+        return validate_before_run(self, workspace.pipeline)
+
+    def detector_input(self, workspace, options):
+        """The input image, the loaded model and the pixels with the model's channels.
+
+        Returns
+        -------
+        image : cellprofiler_core.image.Image
+        model : nucleai.models.StarConvexModel
+        pixels : (H, W, n_channel_in) array
+        options : SegmentOptions
+            ``options`` with the channel dropped (it is used here).
+        """
+        x = workspace.image_set.get_image(self.x_name.value)
+        if x.volumetric:
+            raise InputError(f"{self.module_name}: '{self.x_name.value}' is a 3-D image; {self.module_name} "
+                             "segments 2-D images")
+        try:
+            model = self._load_model()
+        except InputError as error:
+            raise self._model_error(error) from error
+        channel = options.channel if x.pixel_data.ndim == 3 and model.spec.n_channel_in == 1 else None
+        try:
+            pixels = predict.select_channels(x.pixel_data, model.spec.n_channel_in, channel)
+        except InputError as error:
+            raise InputError(f"{self.module_name}: image '{self.x_name.value}' and model {model.name}: {error} "
+                             f"(setting '{self.channel.text}')") from error
+        return x, model, pixels, replace(options, channel=None)
+
+    def show_result(self, workspace, figure, middle, middle_title, vmax):
+        """Input image, ``middle`` (a map from 0 to ``vmax``), the outlines and the statistics."""
+        data = workspace.display_data
+        figure.set_subplots((2, 2))
+        cycle = f"cycle #{workspace.measurements.image_number}"
+        outlines = [dict(name=self.y_name.value, labels=[data.labels])]
+        title = f"{self.y_name.value} outlines"
+        if data.image is None:  # merged object sets without an image
+            ax = figure.subplot_imshow_labels(0, 0, data.labels, f"{self.y_name.value}, {cycle}")
+            figure.subplot_imshow_grayscale(0, 1, data.labels > 0, title, cplabels=outlines, sharexy=ax)
+        elif data.image.ndim == 3:
+            ax = figure.subplot_imshow_color(0, 0, data.image, f"Input image, {cycle}", normalize=True)
+            figure.subplot_imshow_color(0, 1, data.image, title, normalize=True, cplabels=outlines, sharexy=ax)
+        else:
+            ax = figure.subplot_imshow_grayscale(0, 0, data.image, f"Input image, {cycle}")
+            figure.subplot_imshow_grayscale(0, 1, data.image, title, cplabels=outlines, sharexy=ax)
+        figure.subplot_imshow_grayscale(1, 0, middle, middle_title, normalize=False, vmin=0, vmax=vmax, sharexy=ax)
+        figure.subplot_table(1, 1, [[value] for _, value in data.statistics],
+                             row_labels=[name for name, _ in data.statistics])

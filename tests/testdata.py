@@ -1,0 +1,32 @@
+"""Where the tests find their data: every test-data location is named here, nowhere else.
+
+Bundled with the repository, so always present:
+
+``EXAMPLES``
+    ``example_pipelines/``: the example pipelines, ``images/`` (four DSB 2018 fluorescence
+    images) with their annotations in ``ground_truth/`` (same stem, ``.tif``), and
+    ``histology/`` (two H&E-like ``.png`` images, each with its ``.tif`` annotation).
+``FIXTURES``
+    ``tests/fixtures/``: recorded inputs and reference outputs (see each folder's script).
+
+Outside the repository, possibly absent: ``DSB2018``, the team's copy of the DSB 2018 data
+(``../shared/data/dsb2018``, with ``train/`` and ``val/`` holding ``images/`` and ``labels/``).
+Tests reach it only through the ``dsb2018`` fixture of ``conftest.py``, which skips the test,
+saying why, where the folder is missing; scripts that regenerate fixtures read ``DSB2018``.
+"""
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+PLUGINS = REPO / "plugins"
+EXAMPLES = REPO / "example_pipelines"
+IMAGES = EXAMPLES / "images"
+GROUND_TRUTH = EXAMPLES / "ground_truth"
+HISTOLOGY = EXAMPLES / "histology"
+FIXTURES = TESTS / "fixtures"
+DSB2018 = REPO.parent / "shared" / "data" / "dsb2018"
+
+
+def ground_truth_of(image_name):
+    """The bundled annotation of ``example_pipelines/images/<image_name>`` (any suffix)."""
+    return GROUND_TRUTH / (Path(image_name).stem + ".tif")
