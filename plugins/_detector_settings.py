@@ -22,6 +22,7 @@ from cellprofiler_core.setting.text import Directory, Float, ImageName, Integer
 from nucleai import models, predict
 from nucleai.errors import InputError
 
+from _failure_policy import FailurePolicy
 from _model_choice import MODEL_BUNDLED, MODEL_CUSTOM, ModelChoice
 from _options import options_from_settings, typed_number, validate_before_run
 
@@ -29,7 +30,7 @@ def _bundled_choices(pipeline=None):
     return models.bundled_models() or [models.DEFAULT_MODEL]
 
 
-class DetectorSettings(ModelChoice):
+class DetectorSettings(FailurePolicy, ModelChoice):
     """Mixin for a module that segments ``x_name`` with a star-convex model."""
 
     def create_detector_settings(self, used_for):
@@ -142,16 +143,14 @@ or measure it.""",
         """Validate here too: a headless run calls no validate_module, and must not start."""
         return validate_before_run(self, workspace.pipeline)
 
-    def detector_input(self, workspace, options):
-        """The input image, the loaded model and the pixels with the model's channels.
+    def detector_input(self, workspace):
+        """The input image and the loaded model; errors here stop the run (they are no single
+        image's fault: the model, or 3-D images where the module segments 2-D ones).
 
         Returns
         -------
         image : cellprofiler_core.image.Image
         model : nucleai.models.StarConvexModel
-        pixels : (H, W, n_channel_in) array
-        options : SegmentOptions
-            ``options`` with the channel dropped (it is used here).
         """
         x = workspace.image_set.get_image(self.x_name.value)
         if x.volumetric:
@@ -161,13 +160,20 @@ or measure it.""",
             model = self._load_model()
         except InputError as error:
             raise self._model_error(error) from error
+        return x, model
+
+    def detector_pixels(self, x, model, options):
+        """The pixels of image ``x`` with the model's channels, and ``options`` with the channel
+        dropped (it is used here); an InputError names the channel setting."""
         channel = options.channel if x.pixel_data.ndim == 3 and model.spec.n_channel_in == 1 else None
         try:
             pixels = predict.select_channels(x.pixel_data, model.spec.n_channel_in, channel)
         except InputError as error:
-            raise InputError(f"{self.module_name}: image '{self.x_name.value}' and model {model.name}: {error} "
-                             f"(setting '{self.channel.text}')") from error
-        return x, model, pixels, replace(options, channel=None)
+            raise InputError(f"model {model.name}: {error} (setting '{self.channel.text}')") from error
+        return pixels, replace(options, channel=None)
+
+    def status_subject(self):
+        return self.y_name.value
 
     def show_result(self, workspace, figure, middle, middle_title, vmax):
         """Input image, ``middle`` (a map from 0 to ``vmax``), the outlines and the statistics."""

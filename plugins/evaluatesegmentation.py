@@ -38,6 +38,8 @@ Image measurements, named ``Evaluation_<feature>_<ground truth>_<prediction>``:
 -  *Splits*, *Merges*: nucleAIzer's count of ground-truth objects split into several predictions
    and of predictions that merge several ground-truth objects.
 -  *GroundTruthCount*, *PredictedCount*.
+-  *Status*: *ok*, or *error: ...* for object sets the module could not compare (different
+   sizes); their measurements are then NaN (see *When an image cannot be processed*).
 
 Object measurements, on both object sets, named ``Evaluation_<feature>_<other object set>``:
 
@@ -79,6 +81,7 @@ from nucleai.errors import InputError
 from nucleai.metrics import EvaluateOptions, evaluate_image
 
 from _batch_paths import BatchPathsMixin
+from _failure_policy import FTR_STATUS, FailurePolicy, upgrade_with_failure_setting
 from _options import options_from_settings, typed_number, validate_before_run
 
 LOGGER = logging.getLogger(__name__)
@@ -117,10 +120,11 @@ def typed_numbers(text):
     return values
 
 
-class EvaluateSegmentation(BatchPathsMixin, Module):
+class EvaluateSegmentation(BatchPathsMixin, FailurePolicy, Module):
     module_name = "EvaluateSegmentation"
     category = "Measurement"
-    variable_revision_number = 1
+    variable_revision_number = 2
+    STATUS_CATEGORY = CATEGORY
 
     def create_settings(self):
         self.truth_objects = LabelSubscriber("Select the ground-truth objects", "None", doc="""\
@@ -145,20 +149,25 @@ to the log, once the run is complete.""")
                          DEFAULT_INPUT_FOLDER_NAME, DEFAULT_INPUT_SUBFOLDER_NAME],
             doc="""Where to write ``EvaluateSegmentation_<ground truth>_<prediction>.csv``.""",
         )
+        self.create_failure_setting()
 
     def settings(self):
         return [self.truth_objects, self.predicted_objects, self.report_thresholds, self.match_threshold,
-                self.wants_summary, self.summary_directory]
+                self.wants_summary, self.summary_directory, self.on_failure]
 
     def visible_settings(self):
         visible = [self.truth_objects, self.predicted_objects, self.report_thresholds, self.match_threshold,
                    self.wants_summary]
         if self.wants_summary:
             visible.append(self.summary_directory)
-        return visible
+        return visible + [self.on_failure]
 
     def upgrade_settings(self, setting_values, variable_revision_number, module_name):
-        return setting_values, variable_revision_number
+        # Revision 2 added "When an image cannot be processed".
+        return upgrade_with_failure_setting(setting_values, variable_revision_number, 1)
+
+    def status_subject(self):
+        return f"{self.truth_objects.value}_{self.predicted_objects.value}"
 
     def evaluate_options(self):
         """The backend's EvaluateOptions of the settings (the DSB thresholds scored, the reported
@@ -209,16 +218,25 @@ to the log, once the run is complete.""")
         options = self.evaluate_options()
         truth = workspace.object_set.get_objects(self.truth_objects.value)
         predicted = workspace.object_set.get_objects(self.predicted_objects.value)
-        if truth.shape != predicted.shape:
-            raise InputError(
-                f"{self.module_name}: '{self.truth_objects.value}' ({truth.shape}) and "
-                f"'{self.predicted_objects.value}' ({predicted.shape}) come from images of "
-                "different sizes; choose objects segmented on the same image"
-            )
-        try:
-            evaluation = evaluate_image(truth.segmented, predicted.segmented, options)
-        except InputError as error:
-            raise InputError(f"{self.module_name}: {error}") from error
+
+        def evaluate():
+            if truth.shape != predicted.shape:
+                raise InputError(
+                    f"'{self.truth_objects.value}' ({truth.shape}) and '{self.predicted_objects.value}' "
+                    f"({predicted.shape}) come from images of different sizes; choose objects segmented on "
+                    "the same image"
+                )
+            return evaluate_image(truth.segmented, predicted.segmented, options)
+
+        evaluation = self.process_or_flag(workspace, self.predicted_objects.value, evaluate)
+        if evaluation is None:  # flagged: no scores
+            self.add_unscored_measurements(workspace.measurements, truth.count, predicted.count)
+            if self.show_window:
+                data = workspace.display_data
+                data.truth, data.predicted = truth.segmented, predicted.segmented
+                data.missed_ids = data.false_positive_ids = numpy.zeros(0, int)
+                data.statistics = [("Status", workspace.measurements[IMAGE, self.status_feature()])]
+            return
 
         self.add_image_measurements(workspace.measurements, evaluation, options)
         self.add_object_measurements(
@@ -265,6 +283,17 @@ to the log, once the run is complete.""")
                 values[name + threshold_tag(threshold)] = getattr(evaluation, field)[index]
         for feature, value in values.items():
             measurements.add_image_measurement(self.measurement_name(feature), value)
+
+    def add_unscored_measurements(self, measurements, truth_count, predicted_count):
+        """NaN for every measurement of an image set that could not be scored, so the columns
+        exist and the summary's means skip it."""
+        for feature in self.image_features():
+            measurements.add_image_measurement(self.measurement_name(feature), numpy.nan)
+        counts = ((self.truth_objects.value, truth_count), (self.predicted_objects.value, predicted_count))
+        for object_name, count in counts:
+            other = self.other_object_set(object_name)
+            for feature in self.object_features(object_name):
+                measurements.add_measurement(object_name, f"{CATEGORY}_{feature}_{other}", numpy.full(count, numpy.nan))
 
     def add_object_measurements(self, measurements, object_name, count, ids, best_iou, matched, flag_name, flag):
         """Per-object results in CellProfiler's object order (object number = label id)."""
@@ -327,7 +356,7 @@ to the log, once the run is complete.""")
                 (object_name, f"{CATEGORY}_{feature}_{other}", COLTYPE_FLOAT)
                 for feature in self.object_features(object_name)
             ]
-        return columns
+        return columns + [self.status_column()]
 
     def get_categories(self, pipeline, object_name):
         if object_name == IMAGE or self.object_features(object_name):
@@ -338,7 +367,7 @@ to the log, once the run is complete.""")
         if category != CATEGORY:
             return []
         if object_name == IMAGE:
-            return self.image_features()
+            return self.image_features() + [FTR_STATUS]
         return self.object_features(object_name)
 
     def get_measurement_objects(self, pipeline, object_name, category, measurement):

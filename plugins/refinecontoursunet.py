@@ -40,6 +40,9 @@ Measurements made by this module
 -  *RemovedInside*, *Merged*, *RemovedSmall*, *RemovedVanished*, *RemovedLowProbability*: input
    objects removed by rule 1, merged by rule 2, removed by rules 3, 4 (no pixels left) and 5.
 -  *MeanBoundaryShift*: the mean boundary shift of the output objects; and *Count*.
+-  *Status*: *ok*, *blank* or *constant* (an image without contrast: no objects), or *error:
+   ...* (an image the module could not process, given no objects; see *When an image cannot be
+   processed*).
 
 **Object measurements** of the output objects:
 
@@ -77,9 +80,10 @@ from cellprofiler_core.setting.text import Directory, Float, ImageName, Integer
 
 from nucleai import models
 from nucleai.errors import InputError
-from nucleai.refine import PUBLISHED, apply, params, unet
+from nucleai.refine import PUBLISHED, apply, params, rules, unet
 
 from _batch_paths import BatchPathsMixin
+from _failure_policy import FTR_STATUS, FailurePolicy, upgrade_with_failure_setting
 from _model_choice import MODEL_BUNDLED, MODEL_CUSTOM, ModelChoice
 from _options import options_from_settings, typed_number, validate_before_run
 
@@ -135,10 +139,11 @@ def _parameter_setting(name):
 {PUBLISHED[name]}.""")
 
 
-class RefineContoursUNet(BatchPathsMixin, ModelChoice, ObjectProcessing):
+class RefineContoursUNet(BatchPathsMixin, FailurePolicy, ModelChoice, ObjectProcessing):
     module_name = "RefineContoursUNet"
     MODEL_KIND = "unet"
-    variable_revision_number = 1
+    variable_revision_number = 2
+    STATUS_CATEGORY = CATEGORY
 
     def create_settings(self):
         super().create_settings()
@@ -191,6 +196,7 @@ Select *Yes* to make the U-Net's nucleus probability map (0 to 1, the image's si
 later modules, e.g. to save it with **SaveImages**.""")
         self.probability_name = ImageName("Name the probability image", "NucleusProbability", doc="""\
 *(Used only when saving the probability map)* Name for the probability image.""")
+        self.create_failure_setting()
 
     def parameter_settings(self):
         """p1 ... p6, in order."""
@@ -199,7 +205,8 @@ later modules, e.g. to save it with **SaveImages**.""")
     def settings(self):
         return [self.x_name, self.y_name, self.image_name, self.model_source, self.bundled_model,
                 self.model_folder, self.channel, self.use_model_parameters, *self.parameter_settings(),
-                self.tiling, self.tiles_y, self.tiles_x, self.save_probability, self.probability_name]
+                self.tiling, self.tiles_y, self.tiles_x, self.save_probability, self.probability_name,
+                self.on_failure]
 
     def visible_settings(self):
         result = [self.x_name, self.y_name, self.image_name, self.model_source]
@@ -213,7 +220,14 @@ later modules, e.g. to save it with **SaveImages**.""")
         result.append(self.save_probability)
         if self.save_probability:
             result.append(self.probability_name)
-        return result
+        return result + [self.on_failure]
+
+    def upgrade_settings(self, setting_values, variable_revision_number, module_name):
+        # Revision 2 added "When an image cannot be processed".
+        return upgrade_with_failure_setting(setting_values, variable_revision_number, 1)
+
+    def status_subject(self):
+        return self.y_name.value
 
     def volumetric(self):
         return False
@@ -263,24 +277,28 @@ later modules, e.g. to save it with **SaveImages**.""")
             raise InputError(f"{self.module_name}: '{self.image_name.value}' is a 3-D image; 2-D only")
         input_objects = workspace.object_set.get_objects(self.x_name.value)
         labels, pixels = input_objects.segmented, image.pixel_data
-        if labels.shape != pixels.shape[:2]:
-            raise InputError(
-                f"{self.module_name}: objects '{self.x_name.value}' are {labels.shape[0]}x{labels.shape[1]} "
-                f"but image '{self.image_name.value}' is {pixels.shape[0]}x{pixels.shape[1]} "
-                f"(settings '{self.x_name.text}' and '{self.image_name.text}')"
-            )
         try:
             model = self._load_model()
         except InputError as error:
             raise self._model_error(error) from error
         if not (pixels.ndim == 3 and model.spec.n_channel_in == 1):
             options = dataclasses.replace(options, channel=None)  # the channel setting does not apply
-        try:
-            result = apply.refine_image(pixels, labels, model, options)
-        except InputError as error:
-            raise InputError(
-                f"{self.module_name}: image '{self.image_name.value}', objects '{self.x_name.value}': {error}"
-            ) from error
+
+        def refine():
+            if labels.shape != pixels.shape[:2]:
+                raise InputError(
+                    f"objects '{self.x_name.value}' are {labels.shape[0]}x{labels.shape[1]} but image "
+                    f"'{self.image_name.value}' is {pixels.shape[0]}x{pixels.shape[1]} (settings "
+                    f"'{self.x_name.text}' and '{self.image_name.text}')"
+                )
+            return apply.refine_image(pixels, labels, model, options)
+
+        result = self.process_or_flag(workspace, self.image_name.value, refine)
+        if result is None:  # flagged: no objects
+            no_nuclei = numpy.zeros(labels.shape, numpy.float32)
+            refinement = rules.refine(numpy.zeros(labels.shape, numpy.uint16), no_nuclei,
+                                      options.parameters(model.spec.params))
+            result = apply.RefinedImage(refinement=refinement, prob=no_nuclei)
         refinement = result.refinement
 
         output_objects = Objects()
@@ -356,7 +374,7 @@ later modules, e.g. to save it with **SaveImages**.""")
     def get_measurements(self, pipeline, object_name, category):
         if category == CATEGORY:
             if object_name == IMAGE:
-                return [feature for feature, _ in IMAGE_FATES] + [FTR_MEAN_SHIFT]
+                return [feature for feature, _ in IMAGE_FATES] + [FTR_MEAN_SHIFT, FTR_STATUS]
             if object_name == self.y_name.value:
                 return [feature for feature, _, _ in OBJECT_FEATURES]
         return super().get_measurements(pipeline, object_name, category)
@@ -370,7 +388,7 @@ later modules, e.g. to save it with **SaveImages**.""")
         y_name = self.y_name.value
         columns = super().get_measurement_columns(pipeline, additional_objects)
         columns += [(IMAGE, f"{CATEGORY}_{feature}_{y_name}", COLTYPE_INTEGER) for feature, _ in IMAGE_FATES]
-        columns.append((IMAGE, f"{CATEGORY}_{FTR_MEAN_SHIFT}_{y_name}", COLTYPE_FLOAT))
+        columns += [(IMAGE, f"{CATEGORY}_{FTR_MEAN_SHIFT}_{y_name}", COLTYPE_FLOAT), self.status_column()]
         columns += [(y_name, f"{CATEGORY}_{feature}", coltype) for feature, coltype, _ in OBJECT_FEATURES]
         return columns
 

@@ -41,6 +41,9 @@ Measurements made by this module
 **Image measurements:**
 
 -  *Count:* the number of objects identified.
+-  *StarConvex\\_Status:* what happened to the image: *ok*, *blank*, *constant* or *all
+   masked* (nothing to segment: no objects), or *error: ...* (an image the module could not
+   process, given no objects; see *When an image cannot be processed*).
 
 **Object measurements:**
 
@@ -57,7 +60,7 @@ References
 -  Hollandi R, et al. (2020) "nucleAIzer: a parameter-free deep learning framework for nucleus
    segmentation using image style transfer." Cell Systems 10(5).
 """
-from cellprofiler_core.constants.measurement import COLTYPE_FLOAT
+from cellprofiler_core.constants.measurement import COLTYPE_FLOAT, IMAGE
 from cellprofiler_core.image import Image
 from cellprofiler_core.module.image_segmentation import ImageSegmentation
 from cellprofiler_core.object import Objects
@@ -72,6 +75,7 @@ from nucleai.errors import InputError
 
 from _batch_paths import BatchPathsMixin
 from _detector_settings import DetectorSettings
+from _failure_policy import FTR_STATUS, upgrade_with_failure_setting
 from _model_choice import MODEL_BUNDLED, MODEL_CUSTOM  # noqa: F401 (the module's setting values)
 from _options import typed_number
 
@@ -98,7 +102,8 @@ def _number_or_text(text):
 
 class RunStarConvex(BatchPathsMixin, DetectorSettings, ImageSegmentation):
     module_name = "RunStarConvex"
-    variable_revision_number = 1
+    variable_revision_number = 2
+    STATUS_CATEGORY = C_STARCONVEX
 
     def create_settings(self):
         super().create_settings()
@@ -181,6 +186,7 @@ normalization percentiles are computed inside them.""",
             "the input image: non-zero pixels are inside.",
         )
         self.create_probability_settings("", "NucleiProbability")
+        self.create_failure_setting()
 
     def settings(self):
         return [
@@ -188,7 +194,7 @@ normalization percentiles are computed inside them.""",
             self.channel, self.use_model_thresholds, self.prob_thresh, self.nms_thresh,
             self.percentiles, self.rescale, self.object_diameter, self.use_model_diameter,
             self.model_diameter, self.tiling, self.tiles_y, self.tiles_x, self.use_mask,
-            self.mask_name, self.save_probability, self.probability_name,
+            self.mask_name, self.save_probability, self.probability_name, self.on_failure,
         ]
 
     def visible_settings(self):
@@ -206,11 +212,11 @@ normalization percentiles are computed inside them.""",
         result.append(self.use_mask)
         if self.use_mask:
             result.append(self.mask_name)
-        return result + self.probability_visible_settings()
+        return result + self.probability_visible_settings() + [self.on_failure]
 
     def upgrade_settings(self, setting_values, variable_revision_number, module_name):
-        # Revision 1 is the first; later revisions add their conversions here, in order.
-        return setting_values, variable_revision_number
+        # Revision 2 added "When an image cannot be processed".
+        return upgrade_with_failure_setting(setting_values, variable_revision_number, 1)
 
     def volumetric(self):
         return False
@@ -260,19 +266,29 @@ normalization percentiles are computed inside them.""",
         extra = (extra.any(axis=2) if extra.ndim == 3 else extra) > 0
         if extra.shape != shape:
             raise InputError(
-                f"{self.module_name}: mask '{self.mask_name.value}' is {extra.shape[0]}x{extra.shape[1]} but "
+                f"mask '{self.mask_name.value}' is {extra.shape[0]}x{extra.shape[1]} but "
                 f"image '{self.x_name.value}' is {shape[0]}x{shape[1]} (setting '{self.mask_name.text}')"
             )
         return extra if mask is None else mask & extra
 
-    def run(self, workspace):
-        x, model, image, options = self.detector_input(workspace, self._options())
+    def _segment(self, workspace, x, model, options):
+        """The image's channels, its masks, then the segmentation (InputError: this image's fault)."""
+        image, options = self.detector_pixels(x, model, options)
         mask = self._mask(workspace, x, image.shape[:2])
-        try:
-            result = predict.segment(image, model, options, mask=mask,
-                                     return_prob_map=self.save_probability.value or self.show_window)
-        except InputError as error:
-            raise InputError(f"{self.module_name}: image '{self.x_name.value}': {error}") from error
+        return image, predict.segment(image, model, options, mask=mask,
+                                      return_prob_map=self.save_probability.value or self.show_window)
+
+    def run(self, workspace):
+        options = self._options()
+        x, model = self.detector_input(workspace)
+        outcome = self.process_or_flag(workspace, self.x_name.value,
+                                       lambda: self._segment(workspace, x, model, options))
+        if outcome is None:  # flagged: no objects
+            shape = x.pixel_data.shape[:2]
+            image, result = x.pixel_data, predict.no_objects(shape, model.spec, options, return_prob_map=True)
+        else:
+            image, result = outcome
+            image = image[..., 0] if image.shape[2] == 1 else image
 
         objects = Objects()
         objects.segmented = result.labels
@@ -284,7 +300,7 @@ normalization percentiles are computed inside them.""",
             workspace.image_set.add(self.probability_name.value, Image(result.prob_map, parent_image=x))
 
         if self.show_window:
-            workspace.display_data.image = image[..., 0] if image.shape[2] == 1 else image
+            workspace.display_data.image = image
             workspace.display_data.prob_map = result.prob_map
             workspace.display_data.labels = result.labels
             workspace.display_data.statistics = [
@@ -304,15 +320,22 @@ normalization percentiles are computed inside them.""",
 
     def get_categories(self, pipeline, object_name):
         categories = super().get_categories(pipeline, object_name)
-        if object_name == self.y_name.value:
+        if object_name in (self.y_name.value, IMAGE):
             categories = categories + [C_STARCONVEX]
         return categories
 
     def get_measurements(self, pipeline, object_name, category):
         if object_name == self.y_name.value and category == C_STARCONVEX:
             return [FTR_PROBABILITY]
+        if object_name == IMAGE and category == C_STARCONVEX:
+            return [FTR_STATUS]
         return super().get_measurements(pipeline, object_name, category)
+
+    def get_measurement_objects(self, pipeline, object_name, category, measurement):
+        if object_name == IMAGE and category == C_STARCONVEX and measurement == FTR_STATUS:
+            return [self.y_name.value]
+        return super().get_measurement_objects(pipeline, object_name, category, measurement)
 
     def get_measurement_columns(self, pipeline, object_name=None):
         columns = super().get_measurement_columns(pipeline, object_name)
-        return columns + [(self.y_name.value, M_PROBABILITY, COLTYPE_FLOAT)]
+        return columns + [(self.y_name.value, M_PROBABILITY, COLTYPE_FLOAT), self.status_column()]

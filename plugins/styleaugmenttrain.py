@@ -21,8 +21,9 @@ real against synthetic samples stay under ``styles/`` in the model folder.
 (``config.json``, ``weights_best.h5``, ``thresholds.json`` tuned on the validation images),
 ``nucleai.json``, ``MODEL.md`` (data, settings, validation scores), the loss curve, ``styles/`` and
 ``training_data/`` (the staged image sets, emptied at each run's start). Running again with the
-same folder *continues* an unfinished training; a folder holding a model this module did not
-train is refused. Run the whole image list in one run (not in batches).
+same folder *continues* an unfinished training of the same settings and image sets; a folder
+holding a model this module did not train, or another run, is refused. Blank image sets are left
+out. Run the whole image list in one run (not in batches).
 
 |
 
@@ -37,6 +38,12 @@ Measurements made by this module
 
 **Image measurements:** *StyleAugmentTrain_Annotated:* 1 when the image set was staged as
 annotated (training or validation data), 0 when as unannotated style input.
+*StyleAugmentTrain_Blank:* 1 when the image is blank (no contrast) and was left out of training,
+with a warning naming the image set; else 0.
+
+*When training fails* at the end of a run (no image set with objects, too few, ...), the module
+says why, naming the setting; the other modules still write their outputs (spreadsheets), and a
+headless run exits with status 1.
 
 References
 ^^^^^^^^^^
@@ -51,9 +58,11 @@ References
 import logging
 from pathlib import Path
 
-from cellprofiler_core.constants.measurement import COLTYPE_INTEGER, IMAGE
+from cellprofiler_core.constants.measurement import COLTYPE_INTEGER, EXPERIMENT, IMAGE
+from cellprofiler_core.constants.pipeline import EXIT_STATUS
 from cellprofiler_core.module import Module
-from cellprofiler_core.preferences import ABSOLUTE_FOLDER_NAME, DEFAULT_OUTPUT_FOLDER_NAME
+from cellprofiler_core.pipeline import EndRun
+from cellprofiler_core.preferences import ABSOLUTE_FOLDER_NAME, DEFAULT_OUTPUT_FOLDER_NAME, get_headless
 from cellprofiler_core.setting import Binary, ValidationError
 from cellprofiler_core.setting.choice import Choice
 from cellprofiler_core.setting.subscriber import ImageSubscriber, LabelSubscriber
@@ -73,6 +82,8 @@ LOGGER = logging.getLogger(__name__)
 CATEGORY = "StyleAugmentTrain"
 FTR_ANNOTATED = "Annotated"
 M_ANNOTATED = f"{CATEGORY}_{FTR_ANNOTATED}"
+FTR_BLANK = "Blank"
+M_BLANK = f"{CATEGORY}_{FTR_BLANK}"
 
 CHANNELS_AUTO = "Automatic"
 CHANNELS_GREY = "1 (grey)"
@@ -112,9 +123,10 @@ augmentation is on, ignored otherwise.""")
             "Output folder", value=Directory.static_join_string(DEFAULT_OUTPUT_FOLDER_NAME, ""),
             allow_metadata=False, doc="The folder in which the model folder (named below) is created.")
         self.model_name = Text("Model name", "my_nuclei", doc="""\
-The model folder written inside the output folder; load it in **RunStarConvex** as a *custom model
-folder*. The same name again continues an unfinished training; a folder holding a model this
-module did not train is refused.""")
+The model folder written inside the output folder (one folder name, no path); load it in
+**RunStarConvex** as a *custom model folder*. The same name again continues an unfinished training
+of the same settings and image sets; a folder holding a model this module did not train, or
+another training run, is refused (saying what differs): choose a new name to start afresh.""")
         self.channels = Choice("Network input channels", list(CHANNELS), value=CHANNELS_AUTO, doc=f"""\
 Channels the network takes; grey images are repeated to three channels, colour averaged to one.
 *{CHANNELS_AUTO}:* a continued model keeps its channels; otherwise 3 when any image has colour,
@@ -219,8 +231,11 @@ another model. A grey model gets images with dark nuclei on a bright background 
     # settings -> the backend's arguments, and its errors -> settings
 
     def model_dir(self):
-        """The model folder: output folder / model name."""
-        return Path(self.output_folder.get_absolute_path()) / self.model_name.value.strip()
+        """The model folder: output folder / model name (InputError ``model_name`` for a name
+        that is not one folder name)."""
+        from nucleai.train.run import model_folder
+
+        return model_folder(self.output_folder.get_absolute_path(), self.model_name.value)
 
     def staging_dir(self):
         return self.model_dir() / STAGING_DIR
@@ -237,6 +252,7 @@ another model. A grey model gets images with dark nuclei on a bright background 
         """Backend error field -> the setting that sets it."""
         return {**{name: getattr(self, name) for name in NUMBER_FIELDS}, "channels": self.channels,
                 "image": self.image_name, "labels": self.truth_objects, "out": self.model_name,
+                "model_name": self.model_name, "resume": self.model_name,
                 "style": self.use_style, "synthetic_share": self.share_percent, "base": self._base_setting(),
                 "first_pass": self._first_pass_setting()}
 
@@ -274,7 +290,8 @@ another model. A grey model gets images with dark nuclei on a bright background 
     def _error(self, error):
         """An InputError naming this module and the setting of the field at fault."""
         setting = self._fields().get(error.field, self.image_name)
-        return InputError(f"{self.module_name}: {error} (setting '{setting.text}')", error.field)
+        hint = " (a new model name starts afresh)" if error.field == "resume" else ""
+        return InputError(f"{self.module_name}: {error}{hint} (setting '{setting.text}')", error.field)
 
     def _runtime(self, call):
         """``call()``, with an InputError re-raised by :meth:`_error`."""
@@ -287,9 +304,6 @@ another model. A grey model gets images with dark nuclei on a bright background 
         """Check the settings, folders and models (files only, no TensorFlow) before anything runs."""
         from nucleai.train.run import check_setup
 
-        name = self.model_name.value.strip()
-        if not name or "/" in name or "\\" in name or name in (".", ".."):
-            raise ValidationError("enter a folder name (without '/' or '\\') for the model", self.model_name)
         if self.output_folder.dir_choice == ABSOLUTE_FOLDER_NAME and not self.output_folder.custom_path.strip():
             raise ValidationError("choose the folder to write the model folder in", self.output_folder)
 
@@ -303,15 +317,22 @@ another model. A grey model gets images with dark nuclei on a bright background 
     # run: stage every image set; post_run: train once
 
     def prepare_run(self, workspace):
-        """Validate (a headless run calls no validate_module), then empty the staging folder of an
-        earlier run (only a folder this module made)."""
+        """Validate (a headless run calls no validate_module), check that the run has image sets
+        enough, then empty the staging folder of an earlier run (only a folder this module made)."""
+        from nucleai.train.run import check_image_count
+
         if not validate_before_run(self, workspace.pipeline):
             return False
-        try:
+
+        def check_and_clear():
+            check_image_count(self._inputs()[0], len(workspace.measurements.get_image_numbers()))
             staging.clear_staging(self.staging_dir())
+
+        try:
+            self._runtime(check_and_clear)
         except InputError as error:
-            workspace.pipeline.report_prepare_run_error(
-                self, f"{self.module_name}: {error}; choose a new model name (setting '{self.model_name.text}')")
+            LOGGER.error(str(error))  # headless CellProfiler shows no prepare-run error itself
+            workspace.pipeline.report_prepare_run_error(self, str(error))
             return False
         return True
 
@@ -326,12 +347,17 @@ another model. A grey model gets images with dark nuclei on a bright background 
         file_name = m.get_current_image_measurement(feature) if m.has_feature(IMAGE, feature) else None
         name = staging.staged_name(m.image_set_number, file_name)
         path = self._runtime(lambda: staging.stage_image_set(self.staging_dir(), name, image.pixel_data, labels))
+        if path is None:
+            LOGGER.warning(f"{self.module_name}: image set {m.image_set_number} ({file_name or name}): "
+                           f"'{self.image_name.value}' is blank (no contrast); left out of training")
         m.add_image_measurement(M_ANNOTATED, int(labels is not None))
+        m.add_image_measurement(M_BLANK, int(path is None))
         if self.show_window:
             workspace.display_data.image = image.pixel_data
             workspace.display_data.labels = labels
+            staged_as = "annotated" if labels is not None else "unannotated"
             workspace.display_data.statistics = [
-                ("Staged as", "annotated" if labels is not None else "unannotated"),
+                ("Staged as", staged_as if path is not None else "left out (blank image)"),
                 ("Objects", str(int(labels.max()) if labels is not None else 0)),
                 ("File", str(path)),
             ]
@@ -361,7 +387,16 @@ another model. A grey model gets images with dark nuclei on a bright background 
                                        first_pass=first_pass, data_description=description,
                                        log=lambda message: LOGGER.info(f"{self.module_name}: {message}"))
 
-        summary = self._runtime(train).summary()
+        try:
+            summary = self._runtime(train).summary()
+        except Exception as error:
+            if not get_headless():
+                raise  # the GUI shows it
+            # headless CellProfiler 4.2.8 would skip the later modules' post_run (no spreadsheets)
+            # and still exit 0: say why, let them run, and fail the run at its end
+            LOGGER.error(str(error), exc_info=not isinstance(error, InputError))
+            _fail_run_at_end(workspace)
+            return
         for name, value in summary:
             LOGGER.info(f"{self.module_name}: {name}: {value}")
         workspace.display_data.summary = summary
@@ -376,10 +411,27 @@ another model. A grey model gets images with dark nuclei on a bright background 
     # measurement declarations
 
     def get_measurement_columns(self, pipeline):
-        return [(IMAGE, M_ANNOTATED, COLTYPE_INTEGER)]
+        return [(IMAGE, M_ANNOTATED, COLTYPE_INTEGER), (IMAGE, M_BLANK, COLTYPE_INTEGER)]
 
     def get_categories(self, pipeline, object_name):
         return [CATEGORY] if object_name == IMAGE else []
 
     def get_measurements(self, pipeline, object_name, category):
-        return [FTR_ANNOTATED] if object_name == IMAGE and category == CATEGORY else []
+        return [FTR_ANNOTATED, FTR_BLANK] if object_name == IMAGE and category == CATEGORY else []
+
+
+def _fail_run_at_end(workspace):
+    """Make this headless run end as failed once every module's post_run has run.
+
+    CellProfiler records the run's exit status after post_run and exits 1 only when there is
+    none, so the status is removed when the run ends (its EndRun event).
+    """
+    pipeline, measurements = workspace.pipeline, workspace.measurements
+
+    def on_event(caller, event):
+        if isinstance(event, EndRun):
+            pipeline.remove_listener(on_event)
+            if measurements.has_feature(EXPERIMENT, EXIT_STATUS):
+                measurements.remove_measurement(EXPERIMENT, EXIT_STATUS)
+
+    pipeline.add_listener(on_event)

@@ -39,6 +39,9 @@ Measurements made by this module
 **Image measurements:**
 
 -  *Count:* the number of merged objects.
+-  *TTAMerge\\_Status:* what happened to the image set: *ok*, *blank*, *constant* or *all
+   masked* (nothing to segment: no objects), or *error: ...* (an image or object sets the module
+   could not process, given no objects; see *When an image cannot be processed*).
 
 **Object measurements:**
 
@@ -69,6 +72,7 @@ from cellprofiler_core.constants.measurement import (
     COLTYPE_INTEGER,
     FF_CHILDREN_COUNT,
     FF_PARENT,
+    IMAGE,
     MCA_AVAILABLE_EACH_CYCLE,
     R_PARENT,
 )
@@ -86,6 +90,7 @@ from nucleai.errors import InputError
 
 from _batch_paths import BatchPathsMixin
 from _detector_settings import DetectorSettings
+from _failure_policy import FTR_STATUS, upgrade_with_failure_setting
 from _model_choice import MODEL_BUNDLED, MODEL_CUSTOM  # noqa: F401 (the module's setting values)
 from _options import options_from_settings, typed_number
 
@@ -113,7 +118,8 @@ class TTAMerge(BatchPathsMixin, DetectorSettings, ObjectProcessing):
 
     module_name = "TTAMerge"
     category = ImageSegmentation.category
-    variable_revision_number = 1
+    variable_revision_number = 2
+    STATUS_CATEGORY = CATEGORY
 
     def create_settings(self):
         super().create_settings()
@@ -166,13 +172,14 @@ How many versions (transforms, or input object sets) must find an object for it 
             doc="*(Used only for a given number of versions)* Versions that must find an object.",
         )
         self.create_probability_settings("averaged ", "NucleiTTAProbability")
+        self.create_failure_setting()
 
     def settings(self):
         return [
             self.mode, self.x_name, self.object_names, self.y_name, self.model_source,
             self.bundled_model, self.model_folder, self.channel, self.use_model_thresholds,
             self.prob_thresh, self.nms_thresh, self.transforms, self.vote_rule, self.min_votes,
-            self.save_probability, self.probability_name,
+            self.save_probability, self.probability_name, self.on_failure,
         ]
 
     def visible_settings(self):
@@ -183,11 +190,11 @@ How many versions (transforms, or input object sets) must find an object for it 
         result.append(self.vote_rule)
         if self.vote_rule == VOTES_NUMBER:
             result.append(self.min_votes)
-        return result + (self.probability_visible_settings() if self.mode == MODE_TTA else [])
+        return result + (self.probability_visible_settings() if self.mode == MODE_TTA else []) + [self.on_failure]
 
     def upgrade_settings(self, setting_values, variable_revision_number, module_name):
-        # Revision 1 is the first; later revisions add their conversions here, in order.
-        return setting_values, variable_revision_number
+        # Revision 2 added "When an image cannot be processed".
+        return upgrade_with_failure_setting(setting_values, variable_revision_number, 1)
 
     def volumetric(self):
         return False
@@ -278,14 +285,33 @@ How many versions (transforms, or input object sets) must find an object for it 
             workspace.display_data.statistics = statistics
 
     def _segment_tta(self, workspace, options):
-        x, model, image, segment_options = self.detector_input(workspace, self.segment_options())
-        try:
-            result = tta.segment_tta(image, model, options, segment_options, mask=x.mask if x.has_mask else None,
-                                     return_prob_map=bool(self.save_probability.value))
-        except InputError as error:
-            raise InputError(f"{self.module_name}: image '{self.x_name.value}': {error}") from error
-        shown = image[..., 0] if image.shape[2] == 1 else image
-        return result, x, shown, model.name
+        x, model = self.detector_input(workspace)
+
+        def segment():
+            image, segment_options = self.detector_pixels(x, model, self.segment_options())
+            return image, tta.segment_tta(image, model, options, segment_options,
+                                          mask=x.mask if x.has_mask else None,
+                                          return_prob_map=bool(self.save_probability.value))
+
+        outcome = self.process_or_flag(workspace, self.x_name.value, segment)
+        if outcome is None:  # flagged: no objects
+            return self._no_objects(x.pixel_data.shape[:2], options), x, x.pixel_data, model.name
+        image, result = outcome
+        return result, x, image[..., 0] if image.shape[2] == 1 else image, model.name
+
+    def _no_objects(self, shape, options):
+        """The result of a flagged image set: the merge of empty versions, no objects (under
+        test-time augmentation with a probability map of 0)."""
+        merge = options.merge if self.mode == MODE_TTA else options
+        n_versions = max(self._n_versions(), 1)
+        merged = tta.merge_instances([numpy.zeros(shape, numpy.uint16)] * n_versions, merge)
+        if self.mode == MODE_MERGE:
+            return merged
+        return tta.TTASegmentation(
+            labels=merged.labels, votes=merged.votes, mean_iou=merged.mean_iou, transforms=options.transforms,
+            counts=(0,) * n_versions, min_votes=merged.min_votes, prob_map=numpy.zeros(shape, numpy.float32),
+            prob_thresh=numpy.nan, nms_thresh=numpy.nan, scale=1.0, n_tiles=(0, 0),
+        )
 
     def _merge_objects(self, workspace, options):
         names = self._inputs()
@@ -294,13 +320,15 @@ How many versions (transforms, or input object sets) must find an object for it 
                              "object sets to merge")
         inputs = [workspace.object_set.get_objects(name) for name in names]
         shapes = [objects.segmented.shape for objects in inputs]
-        if len(set(shapes)) > 1:
-            described = ", ".join(f"'{n}' {s[0]}x{s[1]}" for n, s in zip(names, shapes))
-            raise InputError(
-                f"{self.module_name}: the object sets to merge differ in size ({described}); "
-                f"they must come from the same image (setting '{self.object_names.text}')"
-            )
-        merged = tta.merge_instances([objects.segmented for objects in inputs], options)
+
+        def merge():
+            if len(set(shapes)) > 1:
+                described = ", ".join(f"'{n}' {s[0]}x{s[1]}" for n, s in zip(names, shapes))
+                raise InputError(f"the object sets to merge differ in size ({described}); they must come "
+                                 f"from the same image (setting '{self.object_names.text}')")
+            return tta.merge_instances([objects.segmented for objects in inputs], options)
+
+        merged = self.process_or_flag(workspace, names[0], merge) or self._no_objects(shapes[0], options)
         parent_image = next((objects.parent_image for objects in inputs if objects.parent_image is not None), None)
         return merged, parent_image, None if parent_image is None else parent_image.pixel_data
 
@@ -330,7 +358,9 @@ How many versions (transforms, or input object sets) must find an object for it 
 
     def get_categories(self, pipeline, object_name):
         categories = ImageSegmentation.get_categories(self, pipeline, object_name)
-        if object_name == self.y_name.value:
+        if object_name == IMAGE:
+            categories = categories + [CATEGORY]
+        elif object_name == self.y_name.value:
             categories = categories + [CATEGORY] + ([C_PARENT] if self._inputs() else [])
         elif object_name in self._inputs():
             categories = categories + [C_CHILDREN]
@@ -344,12 +374,19 @@ How many versions (transforms, or input object sets) must find an object for it 
                 return self._inputs()
         if object_name in self._inputs() and category == C_CHILDREN:
             return [f"{self.y_name.value}_Count"]
+        if object_name == IMAGE and category == CATEGORY:
+            return [FTR_STATUS]
         return ImageSegmentation.get_measurements(self, pipeline, object_name, category)
+
+    def get_measurement_objects(self, pipeline, object_name, category, measurement):
+        if object_name == IMAGE and category == CATEGORY and measurement == FTR_STATUS:
+            return [self.y_name.value]
+        return ImageSegmentation.get_measurement_objects(self, pipeline, object_name, category, measurement)
 
     def get_measurement_columns(self, pipeline, object_name=None):
         y_name = self.y_name.value
         columns = ImageSegmentation.get_measurement_columns(self, pipeline, object_name)
-        columns += [(y_name, M_VOTES, COLTYPE_INTEGER), (y_name, M_MEAN_IOU, COLTYPE_FLOAT)]
+        columns += [(y_name, M_VOTES, COLTYPE_INTEGER), (y_name, M_MEAN_IOU, COLTYPE_FLOAT), self.status_column()]
         for name in self._inputs():
             columns += [(y_name, FF_PARENT % name, COLTYPE_INTEGER), (name, FF_CHILDREN_COUNT % y_name, COLTYPE_INTEGER)]
         return columns

@@ -1,4 +1,4 @@
-"""Bad input: image files whose layout is not one 2-D image (issue 15, case 6).
+"""Bad input: image files whose layout is not one 2-D image (issue 15, case 6), and ``--axes``.
 
 The layout rule of :func:`nucleai.labelio.read_image`: grey, channels-last or channels-first
 (at most 4 channels) are images; a stack or volume is refused with the file named, since until
@@ -61,3 +61,39 @@ def test_an_unreadable_file_names_it(tmp_path):
     path.write_bytes(b"not a png")
     with pytest.raises(InputError, match=r"broken\.png: cannot read the image"):
         read_image(path)
+
+
+# --------------------------------------------------------------------------------------------
+# The commands' --axes flag: read_image(path, axes=...) for every image of the run
+
+
+def test_segment_axes_reads_a_many_channel_image_on_the_chosen_channel(tmp_path):
+    from nucleai import models, predict
+    from nucleai.cli import main
+    from tiny_model import synthetic_image, tiny_model_dir
+
+    image, _ = synthetic_image(np.random.default_rng(3), (96, 96))
+    planes = np.stack([image * k for k in range(1, 9)])  # 8 channels first: a stack by the rule
+    folder = tmp_path / "images"
+    folder.mkdir()
+    _write(folder, "spectral.tif", planes.astype(np.float32))
+    out = tmp_path / "out"
+    assert main(["segment", "--model", str(tiny_model_dir()), "--input", str(folder), "--output", str(out),
+                 "--axes", "CYX", "--channel", "2"]) == 0
+    expected = predict.segment(planes[2], models.load(tiny_model_dir())).labels
+    np.testing.assert_array_equal(tifffile.imread(out / "spectral.tif"), expected)
+
+
+@pytest.mark.parametrize("command", ["segment", "refine"])
+def test_bad_axes_letters_stop_the_command_before_any_image(tmp_path, capsys, command):
+    from nucleai.cli import main
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    _write(folder, "a.tif", np.zeros((32, 32), np.uint8))
+    argv = {"segment": ["segment", "--model", "any", "--input", str(folder), "--output", str(tmp_path / "out")],
+            "refine": ["refine", "--objects", str(folder), "--input", str(folder), "--model", "any",
+                       "--output", str(tmp_path / "out")]}[command]
+    assert main(argv + ["--axes", "YYX"]) == 2
+    assert "--axes: axes 'YYX': give each of Y and X once" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -15,7 +15,7 @@ import pytest
 
 from cellprofiler_core.image import ImageSetList
 from cellprofiler_core.measurement import Measurements
-from cellprofiler_core.pipeline import Pipeline
+from cellprofiler_core.pipeline import Pipeline, PrepareRunError
 from cellprofiler_core.setting import ValidationError
 from cellprofiler_core.utilities.core.modules import fill_modules
 from cellprofiler_core.workspace import Workspace
@@ -76,10 +76,12 @@ def test_a_bad_number_fails_validation_naming_its_setting(case):
         module.test_valid(pipeline)
     assert error.value.get_setting() is setting
     # what a headless run checks before the first image set
+    reported = []
+    pipeline.add_listener(lambda _, event: reported.append(event) if isinstance(event, PrepareRunError) else None)
     workspace = Workspace(pipeline, module, None, None, Measurements(), ImageSetList())
-    with pytest.raises(ValidationError, match=f"^{module.module_name}: setting '{re.escape(setting_text)}'") as error:
-        module.prepare_run(workspace)
-    assert error.value.get_setting() is setting
+    assert module.prepare_run(workspace) is False
+    assert [event.module for event in reported] == [module]
+    assert re.match(f"^{module.module_name}: setting '{re.escape(setting_text)}'", reported[0].message)
 
 
 def test_the_example_pipelines_pass_the_same_checks():

@@ -61,7 +61,8 @@ def assert_same_results(batch_dir, full_dir):
         for row_merged, row_full in zip(merged[1:], full[1:]):
             assert [row_merged[i] for i in kept] == [row_full[i] for i in kept], name
     labels = sorted(path.name for path in full_dir.glob("*.tiff"))
-    assert len(labels) == 4 and labels == sorted(path.name for path in batch_dir.glob("*.tiff"))
+    assert len(labels) == len(list(IMAGES.glob("*.png")))
+    assert labels == sorted(path.name for path in batch_dir.glob("*.tiff"))
     for name in labels:
         np.testing.assert_array_equal(tifffile.imread(batch_dir / name),
                                       tifffile.imread(full_dir / name))
@@ -276,7 +277,8 @@ def test_rerun_runs_only_the_missing_slice(local_batch, full_run):
                     "--slices", 2, "--jobs", 2)
     assert again.returncode == 0, again.stderr[-4000:]
     assert "resuming: 1 of 2 slices already done" in again.stderr
-    assert "slice 2 (image sets 3-4) done" in again.stderr and "slice 1 (" not in again.stderr
+    # the 5 demo image sets (4 fields and the blank one) in 2 slices: 1-3 and 4-5
+    assert "slice 2 (image sets 4-5) done" in again.stderr and "slice 1 (" not in again.stderr
     assert first_log.stat().st_mtime_ns == first_written
     assert_same_results(output, full_run.output_dir)
 

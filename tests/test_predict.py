@@ -154,8 +154,31 @@ def test_normalisation_is_csbdeeps():
         assert ours.dtype == np.float32
 
 
+@pytest.mark.parametrize("image, mask, reason", [
+    (np.zeros((64, 64), np.uint8), None, predict.BLANK),
+    (np.full((64, 64), 7, np.uint8), None, predict.CONSTANT),
+    (np.pad(np.ones((1, 1)), ((0, 63), (0, 63))), None, predict.CONSTANT),  # one hot pixel: percentiles equal
+    (np.random.default_rng(0).random((64, 64)), np.zeros((64, 64), bool), predict.ALL_MASKED),
+    (np.where(np.eye(64) > 0, 5.0, np.random.default_rng(0).random((64, 64))), np.eye(64) > 0, predict.CONSTANT),
+])
+def test_an_image_with_nothing_to_segment_gives_no_objects_and_says_why(model, image, mask, reason):
+    for options in (predict.SegmentOptions(), predict.SegmentOptions(object_diameter="auto", model_diameter=20)):
+        result = predict.segment(image, model, options, mask=mask, return_prob_map=True)
+        assert result.count == 0 and result.empty_reason == reason
+        assert result.labels.shape == image.shape and not result.labels.any()
+        assert result.prob_map.shape == image.shape and not result.prob_map.any()
+    if mask is None:  # callers that need a contrast (training) still get an error
+        with pytest.raises(InputError, match="constant or nearly so") as error:
+            predict.normalize(image[..., np.newaxis])
+        assert isinstance(error.value, predict.NothingToSegment) and error.value.reason == reason
+
+
+def test_a_segmented_image_has_no_empty_reason(model):
+    image = synthetic_image(np.random.default_rng(1), (64, 64), n_objects=4)[0]
+    assert predict.segment(image, model).empty_reason is None
+
+
 @pytest.mark.parametrize("image, message", [
-    (np.full((64, 64), 7, np.uint8), "constant"),
     (np.zeros((0, 64)), "empty"),
     (np.full((64, 64), np.nan), "NaN"),
     (np.zeros((4, 64, 64, 2)), "shape"),

@@ -15,6 +15,7 @@ import pytest
 import scipy.ndimage as ndi
 
 import refinecontoursunet
+from _failure_policy import ON_FAILURE_FLAG, ON_FAILURE_STOP
 from cellprofiler_core.pipeline import Pipeline
 from cellprofiler_core.setting import ValidationError
 from cellprofiler_core.utilities.core.modules import fill_modules
@@ -24,7 +25,7 @@ from cellprofiler_run import run_pipeline
 from nucleai import models
 from nucleai.errors import InputError
 from nucleai.refine import apply, unet
-from testdata import EXAMPLES, IMAGES, REPO
+from testdata import BLANK_FIELD, EXAMPLES, IMAGES, REPO
 from tiny_model import synthetic_image, tiny_model_dir
 from tiny_unet import tiny_unet_dir
 
@@ -182,7 +183,7 @@ def test_image_and_objects_of_different_size_are_refused_naming_both(model_dir, 
     image, _, objects = scene
     with pytest.raises(InputError, match=r"objects 'Detected' are 150x180 but image 'DNA' is 150x179.*"
                                          r"Select the input objects.*Select the image"):
-        run_module(lenient(model_dir), {"DNA": image[:, :-1]}, objects)
+        run_module(lenient(model_dir, on_failure=ON_FAILURE_STOP), {"DNA": image[:, :-1]}, objects)
 
 
 def test_a_missing_or_broken_model_fails_validation(model_dir, tmp_path, monkeypatch):
@@ -246,10 +247,12 @@ def test_settings_survive_saving_and_loading(model_dir):
     loaded = Pipeline()
     loaded.load(io.StringIO(text.getvalue()))
     (copy,) = loaded.modules()
-    assert copy.variable_revision_number == 1
+    assert copy.variable_revision_number == 2
     assert [s.value_text for s in copy.settings()] == [s.value_text for s in module.settings()]
     values = [s.value_text for s in module.settings()]
-    assert module.upgrade_settings(values, 1, "RefineContoursUNet") == (values, 1)
+    assert module.upgrade_settings(values, 2, "RefineContoursUNet") == (values, 2)
+    # a revision-1 pipeline (before the failure setting) loads with the default appended
+    assert module.upgrade_settings(values[:-1], 1, "RefineContoursUNet") == (values[:-1] + [ON_FAILURE_FLAG], 2)
 
 
 def test_measurement_columns_categories_and_relationships(model_dir):
@@ -319,7 +322,10 @@ def test_the_example_pipeline_is_the_star_convex_one_with_refinement():
 def test_downstream_modules_measure_the_refined_objects(example_run):
     counts = example_run.column("Image", "Count_Nuclei")
     detected = example_run.column("Image", "Count_StarConvexNuclei")
-    assert (counts > 0).all() and (counts <= detected).all()
+    blank = np.array([row["FileName_DNA"] == BLANK_FIELD for row in example_run.tables["Image"]])
+    assert (counts[~blank] > 0).all() and counts[blank] == 0 and (counts <= detected).all()
+    assert [row["RefineContoursUNet_Status_Nuclei"] for row in example_run.tables["Image"]] == [
+        "blank" if b else "ok" for b in blank]
     np.testing.assert_array_equal(example_run.column("Image", "Count_Cells"), counts)
     removed = sum(example_run.column("Image", f"RefineContoursUNet_{feature}_Nuclei")
                   for feature, _ in refinecontoursunet.IMAGE_FATES)
@@ -332,4 +338,4 @@ def test_downstream_modules_measure_the_refined_objects(example_run):
         assert np.isfinite(example_run.column("Nuclei", column)).all(), column
     children = example_run.column("StarConvexNuclei", "Children_Nuclei_Count")
     assert set(np.unique(children)) <= {0, 1} and children.sum() >= counts.sum()
-    assert len(example_run.files("*_nuclei_labels.tiff")) == 4
+    assert len(example_run.files("*_nuclei_labels.tiff")) == len(list(IMAGES.glob("*.png")))

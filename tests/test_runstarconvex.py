@@ -13,6 +13,7 @@ import skimage.io
 import tifffile
 
 import runstarconvex
+from _failure_policy import ON_FAILURE_FLAG, ON_FAILURE_STOP
 from cellprofiler_core.image import Image
 from cellprofiler_core.pipeline import Pipeline
 from cellprofiler_core.setting import ValidationError
@@ -20,7 +21,7 @@ from cellprofiler_core.utilities.core.modules import fill_modules
 from cellprofiler_run import FakeFigure, run_module, run_pipeline
 from nucleai import models, predict
 from nucleai.errors import InputError
-from testdata import EXAMPLES, IMAGES, ground_truth_of
+from testdata import BLANK_FIELD, EXAMPLES, IMAGES, ground_truth_of
 from tiny_model import synthetic_image, tiny_model_dir
 
 PIPELINE = EXAMPLES / "starconvex_nuclei.cppipe"
@@ -121,12 +122,15 @@ def test_a_colour_image_is_segmented_on_the_chosen_channel(model_dir, image):
                                   grey.object_set.get_objects("Nuclei").segmented)
     with pytest.raises(InputError, match=r"channel 3 requested but the image has 3 channels.*"
                                          r"Channel to use for colour images"):
-        run_module(make_module(model_dir, channel=4), {"DNA": colour})
+        run_module(make_module(model_dir, channel=4, on_failure=ON_FAILURE_STOP), {"DNA": colour})
 
 
-def test_a_constant_image_is_reported_with_the_image_name(model_dir):
-    with pytest.raises(InputError, match=r"RunStarConvex: image 'DNA': image is constant"):
-        run_module(make_module(model_dir), {"DNA": np.zeros((64, 64))})
+def test_a_blank_image_gives_no_objects_and_says_why(model_dir):
+    for on_failure in (ON_FAILURE_FLAG, ON_FAILURE_STOP):  # never an error
+        workspace = run_module(make_module(model_dir, on_failure=on_failure), {"DNA": np.zeros((64, 64))})
+        assert workspace.object_set.get_objects("Nuclei").count == 0
+        assert workspace.measurements["Image", "Count_Nuclei"] == 0
+        assert workspace.measurements["Image", "StarConvex_Status_Nuclei"] == "blank"
 
 
 def test_the_model_is_loaded_once_per_process(model_dir, image, monkeypatch):
@@ -213,10 +217,12 @@ def test_settings_survive_saving_and_loading(model_dir):
     loaded = Pipeline()
     loaded.load(io.StringIO(text.getvalue()))
     (copy,) = loaded.modules()
-    assert copy.variable_revision_number == 1
+    assert copy.variable_revision_number == 2
     assert [s.value_text for s in copy.settings()] == [s.value_text for s in module.settings()]
     values = [s.value_text for s in module.settings()]
-    assert module.upgrade_settings(values, 1, "RunStarConvex") == (values, 1)
+    assert module.upgrade_settings(values, 2, "RunStarConvex") == (values, 2)
+    # a revision-1 pipeline (before the failure setting) loads with the default appended
+    assert module.upgrade_settings(values[:-1], 1, "RunStarConvex") == (values[:-1] + [ON_FAILURE_FLAG], 2)
 
 
 def test_measurement_columns_and_categories(model_dir):
@@ -225,6 +231,8 @@ def test_measurement_columns_and_categories(model_dir):
     columns = module.get_measurement_columns(pipeline)
     assert ("Nuclei", "StarConvex_Probability", "float") in columns
     assert ("Image", "Count_Nuclei", "integer") in columns
+    assert ("Image", "StarConvex_Status_Nuclei", "varchar(255)") in columns
+    assert module.get_measurements(pipeline, "Image", "StarConvex") == ["Status"]
     assert "StarConvex" in module.get_categories(pipeline, "Nuclei")
     assert module.get_measurements(pipeline, "Nuclei", "StarConvex") == ["Probability"]
     assert module.get_measurements(pipeline, "Nuclei", "Location") == [
@@ -257,7 +265,9 @@ def test_downstream_modules_measure_runstarconvex_objects(example_run):
     rows = example_run.tables["Image"]
     assert sorted(r["FileName_DNA"] for r in rows) == sorted(p.name for p in IMAGES.glob("*.png"))
     counts = example_run.column("Image", "Count_Nuclei")
-    assert (counts > 0).all()
+    blank = np.array([r["FileName_DNA"] == BLANK_FIELD for r in rows])
+    assert (counts[~blank] > 0).all() and blank.sum() == 1 and counts[blank] == 0
+    assert [r["StarConvex_Status_Nuclei"] for r in rows] == ["blank" if b else "ok" for b in blank]
     np.testing.assert_array_equal(example_run.column("Image", "Count_Cells"), counts)
     for objects in ("Nuclei", "Cells"):
         assert len(example_run.tables[objects]) == counts.sum()
@@ -276,7 +286,7 @@ def test_downstream_modules_measure_runstarconvex_objects(example_run):
 def test_the_saved_labels_equal_the_backends(example_run):
     model = models.load("fluo_nuclei")
     saved = example_run.files("*_nuclei_labels.tiff")
-    assert len(saved) == 4
+    assert len(saved) == len(list(IMAGES.glob("*.png")))
     for path in saved:
         image = skimage.io.imread(IMAGES / path.name.replace("_nuclei_labels.tiff", ".png"))
         # the same code path on the same pixels (CellProfiler's are the PNG's divided by 255,

@@ -10,6 +10,7 @@ loading the trained folder.
 """
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +21,8 @@ import skimage.io
 import tifffile
 
 import styleaugmenttrain
+from cellprofiler_core.constants.measurement import IMAGE
+from cellprofiler_core.constants.pipeline import EXIT_STATUS
 from cellprofiler_core.image import Image, ImageSetList
 from cellprofiler_core.measurement import Measurements
 from cellprofiler_core.modules.inject_objects import InjectObjects
@@ -34,7 +37,7 @@ from cellprofiler_run import run_pipeline
 from nucleai import models, predict
 from nucleai.errors import InputError
 from nucleai.labelio import write_labels
-from nucleai.train import staging
+from nucleai.train import record, staging
 from styleaugmenttrain import (
     BASE_NONE, CHANNELS_COLOUR, FIRST_PASS_BASE, MODEL_BUNDLED, MODEL_CUSTOM, StyleAugmentTrain,
 )
@@ -77,9 +80,13 @@ def providing_pipeline(module):
     return pipeline
 
 
-def prepare(module):
+def prepare(module, n_image_sets=8):
+    """The pipeline and the workspace of prepare_run, after earlier modules listed the image sets."""
     pipeline = providing_pipeline(module)
-    return pipeline, Workspace(pipeline, module, None, None, Measurements(), ImageSetList())
+    measurements = Measurements()
+    for number in range(1, n_image_sets + 1):
+        measurements.add_measurement(IMAGE, "FileName_DNA", f"img{number}.png", image_set_number=number)
+    return pipeline, Workspace(pipeline, module, None, None, measurements, ImageSetList())
 
 
 @pytest.fixture(scope="module")
@@ -228,10 +235,15 @@ def test_a_folder_holding_a_foreign_model_is_refused(tmp_path, model_dir):
     with pytest.raises(ValidationError, match="already holds a model .* not trained here") as error:
         module.validate_module(Pipeline())
     assert error.value.get_setting() is module.model_name
-    with pytest.raises(InputError, match="StyleAugmentTrain: .*already holds a model.*'Model name'"):
-        module.post_run(Workspace(Pipeline(), module, None, None, Measurements(), ImageSetList()))
-    (tmp_path / "model" / "train_state.json").write_text("{}")  # trained here: continued
+    workspace = Workspace(Pipeline(), module, None, None, Measurements(), ImageSetList())
+    assert re.search("StyleAugmentTrain: .*already holds a model.*'Model name'", failed_post_run(module, workspace))
+    (tmp_path / "model" / "train_state.json").write_text("{}")  # trained here, by this run: continued
+    record.write_record(tmp_path / "model", record.run_settings(*module._inputs()), {})
     module.validate_module(Pipeline())
+    module.seed.value = 7  # another run
+    with pytest.raises(ValidationError, match="another training run .*seed 0 -> 7") as error:
+        module.validate_module(Pipeline())
+    assert error.value.get_setting() is module.model_name
 
 
 def test_visible_settings_show_only_what_applies(tmp_path):
@@ -276,10 +288,11 @@ def test_settings_survive_saving_and_loading(tmp_path, model_dir):
 def test_measurement_columns_and_categories(tmp_path):
     module = make_module(tmp_path)
     pipeline = Pipeline()
-    assert module.get_measurement_columns(pipeline) == [("Image", "StyleAugmentTrain_Annotated", "integer")]
+    assert module.get_measurement_columns(pipeline) == [("Image", "StyleAugmentTrain_Annotated", "integer"),
+                                                        ("Image", "StyleAugmentTrain_Blank", "integer")]
     assert module.get_categories(pipeline, "Image") == ["StyleAugmentTrain"]
     assert module.get_categories(pipeline, "Nuclei") == []
-    assert module.get_measurements(pipeline, "Image", "StyleAugmentTrain") == ["Annotated"]
+    assert module.get_measurements(pipeline, "Image", "StyleAugmentTrain") == ["Annotated", "Blank"]
     assert module.category == "Advanced" and module.volumetric() is False
 
 
@@ -309,6 +322,26 @@ def recorder(monkeypatch):
 
     monkeypatch.setattr(styletransfer, "train_with_styles", train_with_styles)
     return calls
+
+
+def failed_post_run(module, workspace):
+    """post_run of a headless run whose training fails: the error logged, nothing raised (the
+    later modules still run), and the run's exit status removed when it ends (exit 1)."""
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("styleaugmenttrain").addHandler(handler)
+    try:
+        module.post_run(workspace)
+    finally:
+        logging.getLogger("styleaugmenttrain").removeHandler(handler)
+    (error,) = [r for r in records if r.levelname == "ERROR"]
+    workspace.measurements.add_experiment_measurement(EXIT_STATUS, "Complete")
+    workspace.pipeline.end_run()
+    assert not workspace.measurements.has_feature("Experiment", EXIT_STATUS)
+    return error.getMessage()
 
 
 def stage(module, scene, n_annotated, n_unannotated):
@@ -376,15 +409,13 @@ def test_automatic_channels_follow_colour_images(tmp_path, scene, recorder):
 def test_post_run_errors_name_the_settings(tmp_path, model_dir, scene, recorder):
     module = valid_module(tmp_path, model_dir)
     workspace = stage(module, scene, 0, 3)
-    with pytest.raises(InputError, match="no image set had ground-truth objects.*'Select the ground-truth objects'"):
-        module.post_run(workspace)
-    workspace = stage(module, scene, 1, 0)
-    with pytest.raises(InputError, match="a validation split needs at least 2.*'Validation fraction'"):
-        module.post_run(workspace)
+    assert re.search("no image set had ground-truth objects.*'Select the ground-truth objects'",
+                     failed_post_run(module, workspace))
+    workspace = stage(module, scene, 1, 2)
+    assert re.search("a validation split needs at least 2.*'Validation fraction'", failed_post_run(module, workspace))
     workspace = stage(module, scene, 3, 0)
-    with pytest.raises(InputError, match="style augmentation needs unannotated images.*"
-                                         "'Use style augmentation\\?'"):
-        module.post_run(workspace)
+    assert re.search("style augmentation needs unannotated images.*'Use style augmentation\\?'",
+                     failed_post_run(module, workspace))
     assert recorder == []
 
 
@@ -397,8 +428,8 @@ def test_backend_errors_are_raised_with_the_module_and_setting(tmp_path, model_d
     monkeypatch.setattr(styletransfer, "train_with_styles", fail)
     module = valid_module(tmp_path, model_dir, use_style=False)
     workspace = stage(module, scene, 3, 0)
-    with pytest.raises(InputError, match=r"^StyleAugmentTrain: patch size .* \(setting 'Patch size \(pixels\)'\)$"):
-        module.post_run(workspace)
+    assert re.match(r"^StyleAugmentTrain: patch size .* \(setting 'Patch size \(pixels\)'\)$",
+                    failed_post_run(module, workspace))
 
 
 def test_display_shows_the_staged_image_set_and_the_training_summary(tmp_path, scene, recorder):

@@ -211,7 +211,7 @@ def test_loading_names_the_folder_when_files_are_missing_or_broken(tmp_path, tra
     with pytest.raises(InputError, match="has no weights_best.h5 or weights_last.h5"):
         load(broken)
     (broken / pix2pix.WEIGHTS_FILE).write_bytes((folder / pix2pix.WEIGHTS_FILE).read_bytes()[:500])
-    with pytest.raises(InputError, match=f"{broken}.*does not load"):
+    with pytest.raises(InputError, match=f"{broken}.*do not load into the generator"):
         load(broken)
     (broken / models.CONFIG_FILE).write_text(json.dumps({**config, "n_channels": 2}))
     with pytest.raises(InputError, match=f"{broken}.*config.json is broken"):

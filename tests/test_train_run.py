@@ -130,3 +130,71 @@ def test_training_leaves_the_callers_random_sequences_unchanged(tmp_path):
     np.random.seed(11)
     run_training(samples, tmp_path / "model", options, base=tiny_model_dir())
     assert sequence() == expected
+
+
+# ------------------------------------------------------------------------------------------------
+# blank images, image counts, model names, and which run a folder holds
+
+
+def test_a_blank_image_is_not_staged_and_is_left_out_of_training(tmp_path):
+    image, labels = scene()
+    blank = np.full_like(image, 17)
+    assert data.is_blank(blank) and data.is_blank(np.zeros((8, 8, 3))) and not data.is_blank(image)
+    assert staging.stage_image_set(tmp_path / "s", "00001", blank.astype(float) / 255, labels) is None
+    assert not (tmp_path / "s").exists()
+    said = []
+    kept = data.drop_blank([data.Sample("a", image, labels), data.Sample("b", blank, labels)], "annotated",
+                           said.append)
+    assert [s.name for s in kept] == ["a"] and said == ["warning: annotated image b is blank (no contrast): "
+                                                        "left out of training"]
+
+
+def test_the_image_count_a_run_needs_is_checked_before_it():
+    from nucleai.train.run import check_image_count
+
+    check_image_count(TrainOptions(), 2)
+    check_image_count(TrainOptions(style=True), 3)
+    for options, count, field in ((TrainOptions(), 1, "labels"), (TrainOptions(style=True), 2, "style")):
+        with pytest.raises(InputError) as error:
+            check_image_count(options, count)
+        assert error.value.field == field
+
+
+@pytest.mark.parametrize("name", ["", "  ", ".", "..", "../x", "a/b", "a\\b"])
+def test_a_model_name_must_be_one_folder_name(tmp_path, name):
+    from nucleai.train.run import model_folder
+
+    with pytest.raises(InputError) as error:
+        model_folder(tmp_path, name)
+    assert error.value.field == "model_name"
+    assert model_folder(tmp_path, " my model ") == tmp_path / "my model"
+
+
+def test_a_checkpoint_is_resumed_only_by_the_run_it_records(tmp_path):
+    from nucleai.train import loop, record
+
+    options = TrainOptions(patch_size=32, seed=1)
+    settings = record.run_settings(options, base="fluo_nuclei")
+    samples = [data.Sample(f"s{i}", *scene(i)) for i in range(3)]
+    fingerprint = record.data_fingerprint(samples[:2], samples[2:], [])
+    record.write_record(tmp_path, settings, fingerprint)
+    record.check_settings(tmp_path, {**settings, "seed": 9})  # no checkpoint yet: nothing to resume
+    (tmp_path / loop.STATE_FILE).write_text("{}")
+    # the budget of each call and the maximum epochs may change; style-only fields unused without styles
+    same = TrainOptions(patch_size=32, seed=1, epochs=7, minutes=2.0, synthetic_share=0.4)
+    record.check_settings(tmp_path, record.run_settings(same, base="fluo_nuclei"))
+    record.check_data(tmp_path, record.data_fingerprint(samples[:2], samples[2:], []))
+    with pytest.raises(InputError, match=r"settings differ: base fluo_nuclei -> none, batch_size 4 -> 2") as error:
+        record.check_settings(tmp_path, record.run_settings(TrainOptions(patch_size=32, seed=1, batch_size=2)))
+    assert error.value.field == "resume"
+    changed = data.Sample("s1", samples[0].image, samples[1].labels)
+    with pytest.raises(InputError, match="training images changed: s1; validation images added: s9"):
+        record.check_data(tmp_path, record.data_fingerprint(
+            [samples[0], changed], samples[2:] + [data.Sample("s9", *scene(9))], []))
+    (tmp_path / record.RECORD_FILE).unlink()
+    with pytest.raises(InputError, match="no training_run.json"):
+        record.check_settings(tmp_path, settings)
+    (tmp_path / "styles").mkdir()
+    (tmp_path / "mine.txt").write_text("kept")
+    record.clear_run(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]

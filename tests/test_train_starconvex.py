@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from nucleai import models
-from nucleai import models
 from nucleai.errors import InputError
 from nucleai.geometry import star_dist
 from nucleai.train import loop, starconvex

@@ -13,6 +13,7 @@ import skimage.io
 import tifffile
 
 import ttamerge
+from _failure_policy import ON_FAILURE_FLAG, ON_FAILURE_STOP
 from cellprofiler_core.constants.measurement import R_PARENT
 from cellprofiler_core.pipeline import Pipeline
 from cellprofiler_core.setting import ValidationError
@@ -21,7 +22,7 @@ from cellprofiler_run import FakeFigure, run_module, run_pipeline
 from nucleai import models, tta
 from nucleai.errors import InputError
 from nucleai.predict import SegmentOptions
-from testdata import EXAMPLES, IMAGES
+from testdata import BLANK_FIELD, EXAMPLES, IMAGES
 from tiny_model import synthetic_image, tiny_model_dir
 
 PIPELINE = EXAMPLES / "ttamerge_nuclei.cppipe"
@@ -140,7 +141,7 @@ def test_a_missing_model_or_a_wrong_channel_is_reported_with_its_setting(model_d
     colour = np.stack([image, image * 0.5, np.zeros_like(image)], axis=-1)
     with pytest.raises(InputError, match=r"channel 3 requested but the image has 3 channels.*"
                                          r"Channel to use for colour images"):
-        run_module(tta_module(model_dir, channel=4), {"DNA": colour})
+        run_module(tta_module(model_dir, channel=4, on_failure=ON_FAILURE_STOP), {"DNA": colour})
     tta_module(model_dir).validate_module(Pipeline())
 
 
@@ -183,7 +184,7 @@ def test_merging_needs_two_sets_of_the_same_size_and_a_new_name(two_sets):
     two_sets["ClassicalNuclei"] = two_sets["ClassicalNuclei"][:, :35]
     with pytest.raises(InputError, match=r"differ in size \('StarConvexNuclei' 30x40, "
                                          r"'ClassicalNuclei' 30x35\).*Select the objects to merge"):
-        run_module(merge_module(list(two_sets)), objects=two_sets)
+        run_module(merge_module(list(two_sets), on_failure=ON_FAILURE_STOP), objects=two_sets)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -203,7 +204,7 @@ def test_visible_settings_follow_the_mode(model_dir):
     module.vote_rule.value = ttamerge.VOTES_NUMBER
     visible = module.visible_settings()
     assert visible == [module.mode, module.object_names, module.y_name, module.vote_rule,
-                       module.min_votes]
+                       module.min_votes, module.on_failure]
     assert all(setting in module.settings() for setting in visible)
 
 
@@ -223,11 +224,13 @@ def test_settings_survive_saving_and_loading(model_dir):
     loaded = Pipeline()
     loaded.load(io.StringIO(text.getvalue()))
     for copy, module in zip(loaded.modules(), modules):
-        assert copy.variable_revision_number == 1
+        assert copy.variable_revision_number == 2
         assert [s.value_text for s in copy.settings()] == [s.value_text for s in module.settings()]
     assert loaded.modules()[1].object_names.value == ["A", "B", "C"]
     values = [s.value_text for s in modules[0].settings()]
-    assert modules[0].upgrade_settings(values, 1, "TTAMerge") == (values, 1)
+    assert modules[0].upgrade_settings(values, 2, "TTAMerge") == (values, 2)
+    # a revision-1 pipeline (before the failure setting) loads with the default appended
+    assert modules[0].upgrade_settings(values[:-1], 1, "TTAMerge") == (values[:-1] + [ON_FAILURE_FLAG], 2)
 
 
 def test_its_probability_image_name_differs_from_runstarconvexs():
@@ -298,7 +301,10 @@ def test_the_example_pipeline_is_what_make_pipelines_writes(tmp_path):
 
 def test_the_example_pipeline_measures_tta_and_consensus_objects(example_run):
     counts = example_run.column("Image", "Count_Nuclei")
-    assert len(counts) == len(list(IMAGES.glob("*.png"))) and (counts > 0).all()
+    blank = np.array([row["FileName_DNA"] == BLANK_FIELD for row in example_run.tables["Image"]])
+    assert len(counts) == len(list(IMAGES.glob("*.png"))) and (counts[~blank] > 0).all() and counts[blank] == 0
+    assert [row["TTAMerge_Status_Nuclei"] for row in example_run.tables["Image"]] == [
+        "blank" if b else "ok" for b in blank]
     votes = example_run.column("Nuclei", "TTAMerge_Votes")
     assert len(votes) == counts.sum() and ((votes >= 3) & (votes <= 6)).all()
     mean_iou = example_run.column("Nuclei", "TTAMerge_MeanIoU")
@@ -307,7 +313,7 @@ def test_the_example_pipeline_measures_tta_and_consensus_objects(example_run):
     assert np.isfinite(example_run.column("Nuclei", "Intensity_MeanIntensity_DNA")).all()
     # the consensus: objects both upstream modules found, each its parent in both sets
     consensus = example_run.column("Image", "Count_ConsensusNuclei")
-    assert (consensus > 0).all()
+    assert (consensus[~blank] > 0).all() and consensus[blank] == 0
     assert (consensus <= example_run.column("Image", "Count_StarConvexNuclei")).all()
     assert (consensus <= example_run.column("Image", "Count_ClassicalNuclei")).all()
     assert (example_run.column("ConsensusNuclei", "TTAMerge_Votes") == 2).all()
@@ -320,7 +326,7 @@ def test_the_example_pipeline_measures_tta_and_consensus_objects(example_run):
 def test_the_saved_labels_equal_the_backends(example_run):
     model = models.load("fluo_nuclei")
     saved = example_run.files("*_nuclei_labels.tiff")
-    assert len(saved) == 4
+    assert len(saved) == len(list(IMAGES.glob("*.png")))
     for path in saved:
         image = skimage.io.imread(IMAGES / path.name.replace("_nuclei_labels.tiff", ".png"))
         # the same code path on the same pixels (CellProfiler's are the PNG's divided by 255,

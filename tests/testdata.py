@@ -4,7 +4,8 @@ Bundled with the repository, so always present:
 
 ``EXAMPLES``
     ``example_pipelines/``: the example pipelines, ``images/`` (four DSB 2018 fluorescence
-    images) with their annotations in ``ground_truth/`` (same stem, ``.tif``), and
+    images and ``BLANK_FIELD``, an all-zero field without nuclei) with their annotations in
+    ``ground_truth/`` (same stem, ``.tif``), and
     ``histology/`` (two H&E-like ``.png`` images, each with its ``.tif`` annotation).
 ``FIXTURES``
     ``tests/fixtures/``: recorded inputs and reference outputs (see each folder's script).
@@ -25,6 +26,8 @@ GROUND_TRUTH = EXAMPLES / "ground_truth"
 HISTOLOGY = EXAMPLES / "histology"
 FIXTURES = TESTS / "fixtures"
 DSB2018 = REPO.parent / "shared" / "data" / "dsb2018"
+#: The demo images' blank field (all 0): every module gives it no objects and the status "blank".
+BLANK_FIELD = "nuclei_blank.png"
 
 
 def ground_truth_of(image_name):

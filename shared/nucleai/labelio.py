@@ -88,6 +88,15 @@ def _as_labels(data, path):
     return data
 
 
+def _decode_labels(path):
+    """The array of a label file and, for TIFF, the axes tifffile reports (first series)."""
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            return series.asarray(), series.axes
+    return np.asarray(skimage.io.imread(path)), None
+
+
 def read_labels(path):
     """Read a label image (2-D or 3-D stack) from TIFF or PNG.
 
@@ -105,29 +114,29 @@ def read_labels(path):
     Raises
     ------
     InputError
-        For an unsupported suffix, a colour or channel axis, more than three dimensions,
-        non-integer values or negative ids; the message names the file.
+        For an unsupported suffix, a file that cannot be decoded (truncated, corrupt, not an
+        image), a colour or channel axis, more than three dimensions, non-integer values or
+        negative ids; the message names the file.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in TIFF_SUFFIXES:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            if "S" in series.axes or "C" in series.axes:
-                raise InputError(
-                    f"{path}: has a colour/channel axis (axes {series.axes}, shape "
-                    f"{series.shape}); a label image needs one id per pixel: save a single channel"
-                )
-            data = series.asarray()
-    elif suffix == ".png":
-        data = skimage.io.imread(path)
-        if data.ndim == 3:
-            raise InputError(
-                f"{path}: has a colour axis (shape {data.shape}); a label image needs one id per "
-                "pixel: save a single-channel (grey) PNG"
-            )
-    else:
+    if path.suffix.lower() not in LABEL_SUFFIXES:
         raise InputError(f"{path}: not a label image file ({', '.join(LABEL_SUFFIXES)} expected)")
+    try:
+        data, tiff_axes = _decode_labels(path)
+    except Exception as error:  # any decoder failure is the file's problem
+        raise InputError(
+            f"{path}: cannot read the label image ({type(error).__name__}: {error})"
+        ) from error
+    if tiff_axes is not None and ("S" in tiff_axes or "C" in tiff_axes):
+        raise InputError(
+            f"{path}: has a colour/channel axis (axes {tiff_axes}, shape {data.shape}); a label "
+            "image needs one id per pixel: save a single channel"
+        )
+    if tiff_axes is None and data.ndim == 3:  # a PNG cannot hold a stack
+        raise InputError(
+            f"{path}: has a colour axis (shape {data.shape}); a label image needs one id per "
+            "pixel: save a single-channel (grey) PNG"
+        )
     if data.ndim not in (2, 3):
         raise InputError(f"{path}: {data.ndim}-D (shape {data.shape}); 2-D or 3-D expected")
     return _as_labels(data, path)
@@ -146,8 +155,8 @@ def write_labels(path, labels):
     Raises
     ------
     InputError
-        For another suffix, a dimension other than 2 or 3, non-integer or negative labels, or
-        ids above 2**32 - 1.
+        For another suffix, a dimension other than 2 or 3, non-integer or negative labels, ids
+        above 2**32 - 1, or a file the system refuses to write (the message names it).
     """
     path = Path(path)
     if path.suffix.lower() not in TIFF_SUFFIXES:
@@ -163,13 +172,16 @@ def write_labels(path, labels):
     if top > np.iinfo(np.uint32).max:
         raise InputError(f"{path}: label id {top} does not fit in uint32")
     dtype = np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32
-    tifffile.imwrite(
-        path,
-        labels.astype(dtype, copy=False),
-        photometric="minisblack",
-        compression="zlib",
-        metadata={"axes": "YX" if labels.ndim == 2 else "ZYX"},
-    )
+    try:
+        tifffile.imwrite(
+            path,
+            labels.astype(dtype, copy=False),
+            photometric="minisblack",
+            compression="zlib",
+            metadata={"axes": "YX" if labels.ndim == 2 else "ZYX"},
+        )
+    except OSError as error:  # a folder in the way, read-only folder, full disk
+        raise InputError(f"{path}: cannot write the label image ({error.strerror or error})") from error
 
 
 #: Axis letters ``read_image`` accepts in ``axes``: rows, columns, channels, planes, time points.
@@ -231,13 +243,21 @@ def read_image(path, axes=None):
     return image
 
 
-def _apply_axes(image, axes, path):
-    """``image`` reordered to (H, W[, C]) as ``axes`` describe it, or an InputError."""
+def check_axes(axes):
+    """``axes`` in capitals if they are letters of :data:`IMAGE_AXES`, each once, Y and X among
+    them; else an InputError with field ``"axes"`` (so a command can refuse them before reading
+    any file)."""
     axes = str(axes).upper()
     if len(set(axes)) != len(axes) or set(axes) - set(IMAGE_AXES) or not {"Y", "X"} <= set(axes):
         raise InputError(
             f"axes {axes!r}: give each of Y and X once, optionally C, e.g. YX, YXC or CYX", "axes"
         )
+    return axes
+
+
+def _apply_axes(image, axes, path):
+    """``image`` reordered to (H, W[, C]) as ``axes`` describe it, or an InputError."""
+    axes = check_axes(axes)
     if len(axes) != image.ndim:
         raise InputError(f"{path}: axes {axes!r} name {len(axes)} axes but the image has shape {image.shape}", "axes")
     volume = [a for a in axes if a in "ZT"]
@@ -249,3 +269,37 @@ def _apply_axes(image, axes, path):
         )
     order = [axes.index(a) for a in "YXC" if a in axes]
     return np.transpose(image, order)
+
+
+def label_image_doubt(labels):
+    """Why a label image read from a file looks like something else, or None.
+
+    A file of the wrong kind scores without error, and nonsense: a binary mask (0/255 or 0/1)
+    is one object covering every nucleus, a raw intensity image one "object" per grey level. Both
+    show as ids split into many separate regions, which a label image (one region per id, bar a
+    few fragments) does not have.
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        A 2-D label image.
+
+    Returns
+    -------
+    str or None
+        The doubt in words, for a warning naming the file.
+    """
+    import skimage.measure
+
+    labels = np.asarray(labels)
+    ids = np.unique(labels[labels > 0])
+    if labels.ndim != 2 or ids.size == 0:
+        return None
+    regions = int(skimage.measure.label(labels, background=0, connectivity=2).max())
+    if ids.size == 1 and regions > 1:
+        return (f"one id ({ids[0]}) covers {regions} separate regions: a binary mask, not a label "
+                "image (give each object its own id, e.g. with skimage.measure.label)")
+    if regions > 2 * ids.size:
+        return (f"its {ids.size} ids cover {regions} separate regions: an intensity image or "
+                "mask rather than a label image (one id per object)?")
+    return None

@@ -279,6 +279,30 @@ def div_by(config):
     return tuple(int(p) ** depth * int(g) for p, g in zip(pool, grid))
 
 
+def load_weights(keras_model, spec, network):
+    """Load ``spec.weights`` into ``keras_model`` (returned), or raise an InputError naming the
+    file: a truncated HDF5 or weights of another architecture are the folder's problem, not a
+    traceback. ``network`` says what the config describes ("network", "U-Net", "generator")."""
+    try:
+        keras_model.load_weights(str(spec.weights))
+    except Exception as error:  # truncated HDF5, another architecture, ...
+        raise InputError(
+            f"{spec.weights}: the weights do not load into the {network} described by "
+            f"{CONFIG_FILE} ({type(error).__name__}: {error})"
+        ) from error
+    return keras_model
+
+
+def compiled_forward(call, n_channel_in):
+    """``call(batch)`` as one ``tf.function`` for float32 (N, H, W, n_channel_in) batches of any
+    size: Keras' own ``predict`` re-traces for every new image shape, which costs more than the
+    prediction itself on small images."""
+    import tensorflow as tf
+
+    signature = [tf.TensorSpec([None, None, None, n_channel_in], tf.float32)]
+    return tf.function(call, input_signature=signature, reduce_retracing=True)
+
+
 def read_spec(name_or_path, kind="starconvex"):
     """Find and check a model folder of one kind without loading the network.
 
@@ -482,25 +506,14 @@ class StarConvexModel:
                 f"{spec.path / CONFIG_FILE}: stardist cannot build this network "
                 f"({type(error).__name__}: {error})"
             ) from error
-        self.keras_model = self.stardist_model.keras_model
-        try:
-            self.keras_model.load_weights(str(spec.weights))
-        except Exception as error:  # truncated HDF5, other architecture, ...
-            raise InputError(
-                f"{spec.weights}: the weights do not load into the network described by "
-                f"{CONFIG_FILE} ({type(error).__name__}: {error})"
-            ) from error
-        import tensorflow as tf
-
+        self.keras_model = load_weights(self.stardist_model.keras_model, spec, "network")
         keras_model = self.keras_model
-        signature = [tf.TensorSpec([None, None, None, spec.n_channel_in], tf.float32)]
 
-        @tf.function(input_signature=signature, reduce_retracing=True)
         def forward(batch):
             outputs = keras_model([batch], training=False)
             return outputs[0], outputs[1]
 
-        self._forward = forward
+        self._forward = compiled_forward(forward, spec.n_channel_in)
         self._tile_overlap = None
 
     @property

@@ -69,6 +69,28 @@ MAX_SCALED_PIXELS = 2**28
 #: Estimated diameters are trusted from this many objects on (else scale 1 is kept).
 MIN_OBJECTS_FOR_DIAMETER = 3
 
+#: Why an image has nothing to segment (:attr:`Segmentation.empty_reason`): every pixel is 0,
+#: the pixels have one value (or their normalisation percentiles are equal), the mask excludes
+#: every pixel. Such an image is a normal result with no objects, not an error.
+BLANK, CONSTANT, ALL_MASKED = "blank", "constant", "all masked"
+
+
+class NothingToSegment(InputError):
+    """An image with no contrast to segment: :func:`normalize` cannot stretch it.
+
+    An :class:`~nucleai.errors.InputError` for callers that need a contrast (training, threshold
+    tuning); :func:`segment` and refinement catch it and give no objects with ``reason``.
+
+    Attributes
+    ----------
+    reason : str
+        :data:`BLANK` or :data:`CONSTANT`.
+    """
+
+    def __init__(self, message, reason):
+        super().__init__(message)
+        self.reason = reason
+
 
 # --------------------------------------------------------------------------------------------
 # Input preparation
@@ -116,13 +138,14 @@ def select_channels(image, n_channel_in, channel=None):
     if channel is not None:
         if image.ndim == 2:
             if channel != 0:
-                raise InputError(f"channel {channel} requested but the image is grey (1 channel)", "channel")
+                raise InputError(f"channel {channel} requested but the image is grey: its only channel is 0 "
+                                 "(channels are counted from 0)", "channel")
             image = image[..., np.newaxis]
         else:
             if not 0 <= channel < n_image:
                 raise InputError(
-                    f"channel {channel} requested but the image has {n_image} channels "
-                    f"(0 to {n_image - 1})",
+                    f"channel {channel} requested but the image has {n_image} channels, 0 to "
+                    f"{n_image - 1} (channels are counted from 0)",
                     "channel",
                 )
             image = image[..., channel : channel + 1]
@@ -168,8 +191,11 @@ def normalize(image, pmin=PERCENTILES[0], pmax=PERCENTILES[1], mask=None):
     Raises
     ------
     InputError
-        For non-finite pixels, or a (nearly) constant channel (its two percentiles are equal: nothing to segment, and dividing by
-        their difference would only amplify noise).
+        For non-finite pixels.
+    NothingToSegment
+        For a (nearly) constant channel (its two percentiles are equal: nothing to segment, and
+        dividing by their difference would only amplify noise); its ``reason`` says whether the
+        pixels are all 0 (:data:`BLANK`) or not (:data:`CONSTANT`).
     """
     image = np.asarray(image)
     if image.ndim != 3:
@@ -183,9 +209,10 @@ def normalize(image, pmin=PERCENTILES[0], pmax=PERCENTILES[1], mask=None):
         lo, hi = np.percentile(values, (pmin, pmax))
         if not hi > lo:
             which = "" if image.shape[2] == 1 else f"channel {c}: "
-            raise InputError(
+            raise NothingToSegment(
                 f"{which}image is constant or nearly so (its {pmin:g}th and {pmax:g}th "
-                f"percentiles are both {lo:g}); there is nothing to segment"
+                f"percentiles are both {lo:g}); there is nothing to segment",
+                CONSTANT if values.any() else BLANK,
             )
         lo, hi = np.float32(lo), np.float32(hi)
         out[..., c] = (channel.astype(np.float32, copy=False) - lo) / (hi - lo + np.float32(1e-20))
@@ -468,7 +495,10 @@ class Segmentation:
     prob_thresh, nms_thresh, scale : float
         What was used.
     n_tiles : (ny, nx)
-        Tiles the network ran on.
+        Tiles the network ran on ((0, 0) when it did not run).
+    empty_reason : str or None
+        Why the image has nothing to segment (:data:`BLANK`, :data:`CONSTANT`,
+        :data:`ALL_MASKED`); then there are no objects. None for an image that was segmented.
     """
 
     labels: np.ndarray
@@ -479,6 +509,7 @@ class Segmentation:
     nms_thresh: float
     scale: float
     n_tiles: tuple
+    empty_reason: str = None
 
     @property
     def count(self):
@@ -517,6 +548,22 @@ def _prob_to_image(prob, grid, scaled, shape):
     return skimage.transform.resize(
         up, shape, order=1, mode="edge", preserve_range=True, anti_aliasing=False
     ).astype(np.float32)
+
+
+def no_objects(shape, spec, options, *, return_prob_map=False, reason=None):
+    """A :class:`Segmentation` of an image of ``shape`` (H, W) with no objects: an image with
+    nothing to segment (``reason``), or one a caller gives up on and still needs a result for.
+
+    The thresholds are those ``options`` and the model's ``spec`` would have used; the probability
+    map (when asked for) is 0; no tile ran.
+    """
+    return Segmentation(
+        labels=np.zeros(shape, np.uint16), probabilities=np.zeros(0, np.float32),
+        points=np.zeros((0, 2), np.float32), prob_map=np.zeros(shape, np.float32) if return_prob_map else None,
+        prob_thresh=float(spec.prob_thresh if options.prob_thresh is None else options.prob_thresh),
+        nms_thresh=float(spec.nms_thresh if options.nms_thresh is None else options.nms_thresh),
+        scale=1.0 if options.scale is None else float(options.scale), n_tiles=(0, 0), empty_reason=reason,
+    )
 
 
 @dataclass(frozen=True)
@@ -611,13 +658,16 @@ def segment(image, model, options=SegmentOptions(), *, mask=None, return_prob_ma
     Returns
     -------
     Segmentation
+        With no objects and an ``empty_reason`` for an image with nothing to segment: all pixels
+        0 (inside the mask), one value (or equal normalisation percentiles), or an all-False
+        mask. Such an image is no error: in a long run it is one image without nuclei.
 
     Raises
     ------
     InputError
-        For an image the model cannot take (channels), an empty, constant or non-finite image, a
-        mask of another shape, a scale (or diameter) that makes the image empty or huge, or a
-        model without a declared diameter when rescaling to it.
+        For an image the model cannot take (channels), an image without pixels or with
+        non-finite ones, a mask of another shape, a scale (or diameter) that makes the image
+        empty or huge, or a model without a declared diameter when rescaling to it.
     """
     spec = model.spec
     prob_thresh = spec.prob_thresh if options.prob_thresh is None else options.prob_thresh
@@ -630,14 +680,12 @@ def segment(image, model, options=SegmentOptions(), *, mask=None, return_prob_ma
             mask = np.asarray(mask, bool)
             if mask.shape != shape:
                 raise InputError(f"mask has shape {mask.shape} but the image has {shape}")
+
+    def nothing(reason):
+        return no_objects(shape, spec, options, return_prob_map=return_prob_map, reason=reason)
+
     if mask is not None and not mask.any():
-        empty = np.zeros(shape, np.uint16)
-        return Segmentation(
-            labels=empty, probabilities=np.zeros(0, np.float32), points=np.zeros((0, 2), np.float32),
-            prob_map=np.zeros(shape, np.float32) if return_prob_map else None,
-            prob_thresh=float(prob_thresh), nms_thresh=float(nms_thresh),
-            scale=1.0 if options.scale is None else options.scale, n_tiles=(0, 0),
-        )
+        return nothing(ALL_MASKED)
     scale, scale_field = 1.0 if options.scale is None else options.scale, "scale"
     if options.object_diameter is not None:
         model_diameter = spec.object_diameter if options.model_diameter is None else options.model_diameter
@@ -665,7 +713,10 @@ def segment(image, model, options=SegmentOptions(), *, mask=None, return_prob_ma
     scale = check_scale(scale, shape, scale_field)
 
     with timed(timings, "normalize"):
-        x = normalize(x, *options.percentiles, mask=mask)
+        try:
+            x = normalize(x, *options.percentiles, mask=mask)
+        except NothingToSegment as blank:
+            return nothing(blank.reason)
         x = rescale(x, scale)
         scaled = x.shape[:2]
         x = pad_to_multiple(x, spec.div_by)

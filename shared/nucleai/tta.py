@@ -506,6 +506,9 @@ class TTASegmentation:
         What every version used.
     n_tiles : (ny, nx)
         Tiles the first version ran on.
+    empty_reason : str or None
+        Why the image has nothing to segment (:attr:`nucleai.predict.Segmentation.empty_reason`;
+        a transform changes no pixel value, so every version agrees), else None.
     """
 
     labels: np.ndarray
@@ -519,6 +522,7 @@ class TTASegmentation:
     nms_thresh: float
     scale: float
     n_tiles: tuple
+    empty_reason: str = None
 
     @property
     def count(self):
@@ -592,4 +596,5 @@ def segment_tta(image, model, options=TTAOptions(), segment_options=SegmentOptio
         nms_thresh=first.nms_thresh,
         scale=first.scale,
         n_tiles=first.n_tiles,
+        empty_reason=first.empty_reason,
     )

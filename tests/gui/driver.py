@@ -46,7 +46,7 @@ NUCLEAI_MODULES = {"RunStarConvex", "RefineContoursUNet", "TTAMerge", "EvaluateS
 # ones (NamesAndTypes' "Name to assign these images") run off the panel's left edge.
 FRAME_RECT = (0, 0, 1400, 900)
 SETTLE_MS = 600
-REPAINT_MS = 300  # GTK 3 paints on its frame clock, after a Refresh, not inside it
+REPAINT_MS = 500  # GTK 3 paints on its frame clock, after a Refresh, not inside it
 ANALYSIS_TIMEOUT_S = 600
 STALL_S = 180  # no step finished for this long: something hangs (the first TensorFlow load takes ~30 s)
 
@@ -216,8 +216,13 @@ class Scenario:
             yield from self.photograph(frame, record, f"{path.stem}-{module.module_num:02d}-{module.module_name}.png")
 
     def photograph(self, window, record, name):
-        """Repaint ``window``, let GTK paint it, then ``record["screenshot"]`` = its PNG's name."""
+        """Repaint ``window``, let GTK paint it, then ``record["screenshot"]`` = its PNG's name.
+
+        Raised first: with no window manager the figure windows open under the main frame, and
+        the X server gives no pixels for the covered part of a window (black in the picture).
+        """
         erase_backgrounds(window)
+        window.Raise()
         window.Refresh()
         yield REPAINT_MS
         record["screenshot"] = screenshot(window, self.out / name)

@@ -14,7 +14,7 @@ PIPELINES = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "examp
 # any Table with use_sash, recorded as "in_sash": Metadata's).
 OUTSIDE_GRID = {"PathListDisplay", "ImageSetDisplay"}
 MIN_PANE_HEIGHT = 100  # px: the file list / NamesAndTypes table pane, 1 px when collapsed
-DEMO_IMAGES = 4
+DEMO_IMAGES = 5  # four fields and the blank one (nuclei_blank.png: no nuclei)
 
 
 def overlap(a, b):
@@ -145,7 +145,7 @@ def test_analyze_images_writes_the_demo_outputs(gui_run):
     with open(out / "analysis" / "Image.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == DEMO_IMAGES
-    assert all(float(row["Count_Nuclei"]) > 0 for row in rows)
+    assert all((float(row["Count_Nuclei"]) > 0) == (row["FileName_DNA"] != "nuclei_blank.png") for row in rows)
     assert "Analysis complete" in report["dialogs"]
     for figure in analysis["figures"]:
         assert not figure_problems(figure), figure_problems(figure)

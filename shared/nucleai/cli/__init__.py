@@ -30,6 +30,17 @@ def build_parser():
     return parser
 
 
+def check_axes_flag(axes):
+    """Refuse bad ``--axes`` letters before any image is read (each image would fail alike)."""
+    from ..labelio import check_axes
+
+    if axes is not None:
+        try:
+            check_axes(axes)
+        except InputError as error:
+            raise InputError(f"--axes: {error}", error.field) from None
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)

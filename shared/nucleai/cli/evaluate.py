@@ -16,6 +16,8 @@ thinks:
 - If no prediction pairs with any ground truth at all, the stems almost certainly follow another
   naming scheme, and the command stops with an error instead of scoring everything as empty.
 - Two images of a pair with different shapes stop the command with an error naming both files.
+- A label image that looks like a binary mask or an intensity image (ids split into many
+  separate regions) is scored as it is, with a warning naming the file.
 """
 import csv
 import dataclasses
@@ -27,6 +29,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import InputError
+from .outputs import check_file, writing
 
 #: How many stems a warning lists before it only counts the rest (all are in the CSV and JSON).
 LISTED_STEMS = 10
@@ -114,17 +117,28 @@ def _threshold_label(threshold):
     return repr(float(threshold))
 
 
-def _write_csv(path, thresholds, records):
+def _write_csv(handle, thresholds, records):
     labels = [_threshold_label(t) for t in thresholds]
     fields = ["image", "truth_file", "pred_file", "prediction_missing", *PER_IMAGE]
     columns = fields + [f"{name}@{label}" for name in PER_THRESHOLD for label in labels]
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
-        for record in records:
-            row = [record[field] for field in fields]
-            row += [value for name in PER_THRESHOLD for value in record[name]]
-            writer.writerow(["" if value is None else value for value in row])
+    writer = csv.writer(handle)
+    writer.writerow(columns)
+    for record in records:
+        row = [record[field] for field in fields]
+        row += [value for name in PER_THRESHOLD for value in record[name]]
+        writer.writerow(["" if value is None else value for value in row])
+
+
+def _read(path):
+    """A label image, with a warning when it looks like a mask or an intensity image (scored as
+    it is, since the user may know better, but rarely what was meant)."""
+    from ..labelio import label_image_doubt, read_labels
+
+    labels = read_labels(path)
+    doubt = label_image_doubt(labels)
+    if doubt is not None:
+        print(f"nucleai evaluate: warning: {path}: {doubt}", file=sys.stderr)
+    return labels
 
 
 def _print_table(summary, n_missing, n_with_matches, match_threshold):
@@ -170,8 +184,8 @@ def run(args):
     from .. import labelio, metrics
 
     for option, path in (("--csv", args.csv), ("--json", args.json)):
-        if path is not None and not path.parent.is_dir():
-            raise InputError(f"{option} {path}: folder {path.parent} does not exist")
+        if path is not None:
+            check_file(path, option)
     options = evaluate_options(args)
     thresholds = np.asarray(options.thresholds)
     truth_files = labelio.files_by_stem(args.truth)
@@ -195,12 +209,12 @@ def run(args):
 
     evaluations, records = [], []
     for stem, truth_path in truth_files.items():
-        truth = labelio.read_labels(truth_path)
+        truth = _read(truth_path)
         pred_path = pred_files.get(stem)
         if pred_path is None:
             pred = np.zeros(truth.shape, dtype=np.uint16)
         else:
-            pred = labelio.read_labels(pred_path)
+            pred = _read(pred_path)
             if pred.shape != truth.shape:
                 raise InputError(
                     f"{pred_path} has shape {pred.shape} but {truth_path} has {truth.shape}"
@@ -214,7 +228,8 @@ def run(args):
     n_with_matches = sum(not np.isnan(e.mean_matched_iou) for e in evaluations)
     _print_table(summary, len(missing), n_with_matches, match_threshold)
     if args.csv is not None:
-        _write_csv(args.csv, thresholds, records)
+        with writing(args.csv, "--csv", newline="") as handle:
+            _write_csv(handle, thresholds, records)
     if args.json is not None:
         report = {
             "nucleai_version": __version__,
@@ -227,6 +242,6 @@ def run(args):
             "summary": dataclasses.asdict(summary),
             "images": records,
         }
-        with open(args.json, "w") as handle:
+        with writing(args.json, "--json") as handle:
             json.dump(_plain(report), handle, indent=1, allow_nan=False)
     return 0

@@ -12,16 +12,19 @@ Rules, as for ``nucleai segment``, so that a long batch is not lost to one bad i
 - Argument problems (fewer than two folders, a missing folder, ``--min-votes`` out of range,
   ``--output`` among the inputs) stop the command before any image is read, as does finding no
   stem present in every folder (the folders almost certainly follow different naming schemes).
-- A stem missing from some folders, or whose versions differ in shape or cannot be read, is
-  reported on stderr with the file names and left out (no output file); the others are merged;
-  the exit status is then 2. A missing file is not read as "no objects": it more likely means a
-  failed run, and counting it as a vote against every object would silently change the result.
+- A stem missing from some folders, or whose versions differ in shape or cannot be read
+  (corrupt, not a label image), or whose output cannot be written, is reported on stderr with
+  the file names and left out (no output file; the file of an earlier run is removed); the
+  others are merged; the exit status is then 2. A missing file is not read as "no objects": it
+  more likely means a failed run, and counting it as a vote against every object would silently
+  change the result.
 """
 import csv
 import sys
 from pathlib import Path
 
 from ..errors import InputError
+from .outputs import check_file, check_folder, make_folder, remove_stale, writing
 
 #: Options field -> the flag that sets it.
 FLAGS = {"min_votes": "--min-votes", "iou_threshold": "--iou-threshold"}
@@ -84,10 +87,9 @@ def _check_args(args):
         raise InputError("--inputs names the same folder twice (its vote would count twice)")
     if args.output.resolve() in resolved:
         raise InputError("--output must differ from every --inputs folder")
-    if args.output.exists() and not args.output.is_dir():
-        raise InputError(f"--output {args.output} is a file")
-    if args.table is not None and not args.table.parent.is_dir():
-        raise InputError(f"--table {args.table}: folder {args.table.parent} does not exist")
+    check_folder(args.output, "--output")
+    if args.table is not None:
+        check_file(args.table, "--table")
 
 
 def _read_versions(stem, folders, files):
@@ -121,17 +123,19 @@ def run(args):
             "without suffix"
         )
     min_votes = options.votes_needed(len(args.inputs))
-    args.output.mkdir(parents=True, exist_ok=True)
+    make_folder(args.output, "--output")
 
     failed, rows, n_objects = [], [], 0
     for stem in stems:
+        output = args.output / f"{stem}.tif"
         try:
             versions = _read_versions(stem, args.inputs, files)
             merged = tta.merge_instances(versions, options)
-            labelio.write_labels(args.output / f"{stem}.tif", merged.labels)
+            labelio.write_labels(output, merged.labels)
         except InputError as error:
             failed.append(stem)
-            print(f"nucleai merge: error: {stem}: {error}", file=sys.stderr)
+            stale = remove_stale(output)
+            print(f"nucleai merge: error: {stem}: {error}" + (f"; {stale}" if stale else ""), file=sys.stderr)
             continue
         n_objects += merged.count
         rows += [(stem, i + 1, int(votes), float(iou))
@@ -143,7 +147,7 @@ def run(args):
         f"{options.iou_threshold:g}) -> {args.output}"
     )
     if args.table is not None:
-        with open(args.table, "w", newline="") as handle:
+        with writing(args.table, "--table", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["image", "object", "votes", "mean_iou"])
             writer.writerows(rows)

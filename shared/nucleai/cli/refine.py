@@ -19,15 +19,18 @@ The probability maps are predicted once; then differential evolution
 objects against ``--truth`` over all (objects folder, image) pairs. Several ``--objects`` folders
 (e.g. the outputs of two detectors) tune one set of parameters that suits both.
 
-Rules as in ``nucleai segment``: argument and model problems stop the command before any image
-is read; a problem with one image (unreadable, sizes differ) is reported with the file name, the
-other images are processed, and the exit status is 2.
+Rules as in ``nucleai segment``: argument, output and model problems stop the command before any
+image is read; a problem with one image (unreadable or corrupt image or label image, sizes
+differ, output not writable) is reported with the file name, no output is left for it (one of an
+earlier run is removed), the other images are processed, and the exit status is 2.
 """
 import json
 import sys
 from pathlib import Path
 
 from ..errors import InputError, about_file
+from . import check_axes_flag
+from .outputs import check_file, check_folder, make_folder, remove_stale, write_text
 
 
 def add_parser(subparsers):
@@ -59,6 +62,9 @@ def add_parser(subparsers):
                         "most 1024 pixels per side)")
     parser.add_argument("--channel", type=int, metavar="C",
                         help="for colour images and a one-channel model: the channel, from 0")
+    parser.add_argument("--axes", metavar="YXC|CYX|...",
+                        help="the images' layout, for files nucleai reads wrongly (e.g. CYX for "
+                        "an image with more than 4 channels first); default: guessed")
     tuning = parser.add_argument_group("tuning")
     tuning.add_argument("--tune", action="store_true",
                         help="tune p1 ... p6 for the DSB score against --truth and write them to "
@@ -103,6 +109,7 @@ def run(args):
     from ..labelio import IMAGE_SUFFIXES
 
     options = refine_options(args)
+    check_axes_flag(args.axes)
     images = labelio.files_by_stem(args.input, suffixes=IMAGE_SUFFIXES)
     if not images:
         raise InputError(f"no images ({' '.join(IMAGE_SUFFIXES)}) in --input {args.input}")
@@ -121,8 +128,9 @@ def run(args):
         raise InputError("--output is needed (the folder for the refined label images)")
     if args.output.resolve() in (args.objects[0].resolve(), args.input.resolve()):
         raise InputError("--output must differ from --objects and --input")
-    if args.report is not None and not args.report.parent.is_dir():
-        raise InputError(f"--report {args.report}: folder {args.report.parent} does not exist")
+    check_folder(args.output, "--output")
+    if args.report is not None:
+        check_file(args.report, "--report")
     return _refine(args, images, options)
 
 
@@ -137,20 +145,25 @@ def _refine(args, images, options):
     if not paired:
         raise InputError(f"no label image in --objects {args.objects[0]} has an image of the same stem in --input {args.input}")
     model = models.load(args.model, kind="unet")
-    args.output.mkdir(parents=True, exist_ok=True)
+    make_folder(args.output, "--output")
     failed = [f"{stem} (no image)" for stem in unpaired]
     for stem in unpaired:
-        print(f"nucleai refine: error: {args.objects[0] / stem}: no image of that stem in --input", file=sys.stderr)
+        stale = remove_stale(args.output / f"{stem}.tif")
+        print(f"nucleai refine: error: {args.objects[0] / stem}: no image of that stem in --input"
+              + (f"; {stale}" if stale else ""), file=sys.stderr)
     report, totals = {}, {"input": 0, "output": 0}
     progress = tqdm(paired, unit="image", desc="nucleai refine", disable=None, file=sys.stderr)
     for stem, label_path, image_path in progress:
+        output = args.output / f"{stem}.tif"
         try:
             labels = labelio.read_labels(label_path)
-            result = apply.refine_image(read_image(image_path), labels, model, options)
-            labelio.write_labels(args.output / f"{stem}.tif", result.refinement.labels)
+            result = apply.refine_image(read_image(image_path, axes=args.axes), labels, model, options)
+            labelio.write_labels(output, result.refinement.labels)
         except InputError as error:
             failed.append(stem)
-            progress.write(f"nucleai refine: error: {about_file(image_path, error)}", file=sys.stderr)
+            stale = remove_stale(output)
+            progress.write(f"nucleai refine: error: {about_file(image_path, error)}"
+                           + (f"; {stale}" if stale else ""), file=sys.stderr)
             continue
         refinement = result.refinement
         counts = refinement.counts()
@@ -167,7 +180,8 @@ def _refine(args, images, options):
           f"{totals['output']} objects (model {model.name}, "
           + ", ".join(f"{k} {v:g}" for k, v in params.items()) + f") -> {args.output}")
     if args.report is not None:
-        args.report.write_text(json.dumps({"model": str(model.spec.path), "params": params, "images": report}, indent=1))
+        write_text(args.report, json.dumps({"model": str(model.spec.path), "params": params, "images": report}, indent=1),
+                   "--report")
     if failed:
         print(f"nucleai refine: error: {len(failed)} images failed: {', '.join(failed[:10])}"
               + (" ..." if len(failed) > 10 else ""), file=sys.stderr)
@@ -197,7 +211,7 @@ def _tune(args, images, spec, options):
     for folder, stem, label_path, image_path in tqdm(jobs, desc="probability maps", unit="image",
                                                      disable=None, file=sys.stderr):
         if stem not in probs:
-            probs[stem] = unet.predict_probability(read_image(image_path), model, tiles=options.tiles,
+            probs[stem] = unet.predict_probability(read_image(image_path, axes=args.axes), model, tiles=options.tiles,
                                                    channel=options.channel)
         names.append(f"{folder.name}/{stem}")
         labels.append(labelio.read_labels(label_path))

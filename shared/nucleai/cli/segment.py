@@ -10,9 +10,12 @@ Rules, chosen so that a long batch is not lost to one bad image:
 
 - Problems with the arguments or the model (missing folder, broken config or weights, bad
   thresholds) stop the command before any image is read.
-- A problem with one image (unreadable, constant, wrong channel count) is reported on stderr
-  with the file name, no label image is written for it, and the other images are processed;
-  the exit status is then 2.
+- A problem with one image (unreadable, NaN pixels, wrong channel count, its label image cannot
+  be written) is reported on stderr with the file name, no label image is written for it (the
+  one of an earlier run is removed), and the other images are processed; the exit status is
+  then 2.
+- An image with nothing to segment (blank, constant) is no problem: its label image is written,
+  with no objects, and a warning names the file.
 - Input images: ``.png .tif .tiff .jpg .jpeg .bmp`` in ``--input`` (not recursive); two files
   with the same stem are refused (their outputs would collide). ``--output`` is created if
   needed and must not be the input folder.
@@ -25,6 +28,8 @@ from pathlib import Path
 from ..errors import InputError, about_file
 from ..labelio import IMAGE_SUFFIXES, read_image
 from ..timing import timed
+from . import check_axes_flag
+from .outputs import check_file, check_folder, make_folder, remove_stale, write_text
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
@@ -67,6 +72,12 @@ def add_parser(subparsers):
         "--channel", type=int, metavar="C",
         help="for colour or multi-channel images and a one-channel model: the channel to "
         "segment, counted from 0",
+    )
+    parser.add_argument(
+        "--axes", metavar="YXC|CYX|...",
+        help="the images' layout, for files nucleai reads wrongly (e.g. CYX for an image with "
+        "more than 4 channels first; Z or T are refused: 3-D is not supported yet); default: "
+        "2-D is grey, a third axis of at most 4 is channels",
     )
     parser.add_argument(
         "--tta", action="store_true",
@@ -132,21 +143,21 @@ def run(args):
     from ..refine.apply import RefineOptions, refine_image
 
     options, tta_options = options_of(args)
-    if args.timings is not None and not args.timings.parent.is_dir():
-        raise InputError(f"--timings {args.timings}: folder {args.timings.parent} does not exist")
+    check_axes_flag(args.axes)
+    if args.timings is not None:
+        check_file(args.timings, "--timings")
     images = labelio.files_by_stem(args.input, suffixes=IMAGE_SUFFIXES)
     if not images:
         raise InputError(f"no images ({' '.join(IMAGE_SUFFIXES)}) in --input {args.input}")
     if args.output.resolve() == args.input.resolve():
         raise InputError("--output must differ from --input (label images would mix with images)")
-    if args.output.exists() and not args.output.is_dir():
-        raise InputError(f"--output {args.output} is a file")
+    check_folder(args.output, "--output")
 
     start = time.perf_counter()
     model = models.load(args.model)
     refiner = None if args.refine is None else models.load(args.refine, kind="unet")
     load_seconds = time.perf_counter() - start
-    args.output.mkdir(parents=True, exist_ok=True)
+    make_folder(args.output, "--output")
 
     from tqdm import tqdm
 
@@ -158,12 +169,15 @@ def run(args):
         begin = time.perf_counter()
         try:
             with timed(timings, "read"):
-                image = read_image(path)
+                image = read_image(path, axes=args.axes)
             if tta_options is None:
                 result = predict.segment(image, model, options, timings=timings)
             else:
                 result = tta.segment_tta(image, model, tta_options, options, timings=timings)
             labels, count = result.labels, result.count
+            if result.empty_reason is not None:
+                progress.write(f"nucleai segment: warning: {path}: the image is {result.empty_reason}, nothing "
+                               "to segment: no objects", file=sys.stderr)
             if refiner is not None:
                 refined = refine_image(image, labels, refiner,
                                        RefineOptions(tiles=options.tiles, channel=options.channel),
@@ -173,7 +187,9 @@ def run(args):
                 labelio.write_labels(args.output / f"{stem}.tif", labels)
         except InputError as error:
             failed.append(stem)
-            progress.write(f"nucleai segment: error: {about_file(path, error)}", file=sys.stderr)
+            stale = remove_stale(args.output / f"{stem}.tif")
+            progress.write(f"nucleai segment: error: {about_file(path, error)}"
+                           + (f"; {stale}" if stale else ""), file=sys.stderr)
             continue
         n_objects += count
         records.append({
@@ -196,7 +212,7 @@ def run(args):
             "model": str(model.spec.path), "model_load_seconds": load_seconds,
             "images": records, "failed": failed,
         }
-        args.timings.write_text(json.dumps(report, indent=1))
+        write_text(args.timings, json.dumps(report, indent=1), "--timings")
     if failed:
         print(f"nucleai segment: error: {len(failed)} images failed: {', '.join(failed[:10])}"
               + (" ..." if len(failed) > 10 else ""), file=sys.stderr)

@@ -4,11 +4,16 @@ Images in ``--images`` are paired with label images in ``--labels`` by file stem
 its metric (mean DSB score over images) are :func:`nucleai.thresholds.tune_thresholds`. With
 ``--write`` the best pair is stored in the model folder's ``thresholds.json``, which RunStarConvex
 and ``nucleai segment`` then use by default. Use validation images, never training images.
+
+A label image that cannot be read or whose shape differs from its image's stops the command,
+naming the file, before the search; with ``--write``, so does a ``thresholds.json`` that cannot
+be written.
 """
 import sys
 from pathlib import Path
 
 from ..errors import InputError
+from .outputs import check_file
 
 #: Options field -> the flag that sets it.
 FLAGS = {"prob_thresh": "--prob", "nms_thresh": "--nms"}
@@ -32,7 +37,7 @@ def add_parser(subparsers):
 
 def run(args):
     from .. import labelio, models, thresholds
-    from ..labelio import IMAGE_SUFFIXES, read_image
+    from ..labelio import IMAGE_SUFFIXES
 
     images = labelio.files_by_stem(args.images, suffixes=IMAGE_SUFFIXES)
     truths = labelio.files_by_stem(args.labels)
@@ -43,11 +48,14 @@ def run(args):
     if unpaired:
         print(f"nucleai tune-thresholds: {len(unpaired)} images without labels are left out", file=sys.stderr)
     model = models.load(args.model)
+    if args.write:  # before the search, which may take long
+        check_file(model.spec.path / models.THRESHOLDS_FILE, "--write")
+    pairs = [_read_pair(images[stem], truths[stem]) for stem in paired]
     try:
         search = thresholds.tune_thresholds(
             model,
-            [read_image(images[stem]) for stem in paired],
-            [labelio.read_labels(truths[stem]) for stem in paired],
+            [image for image, _ in pairs],
+            [labels for _, labels in pairs],
             prob_thresholds=args.prob or thresholds.PROB_THRESHOLDS,
             nms_thresholds=args.nms or thresholds.NMS_THRESHOLDS,
         )
@@ -61,5 +69,24 @@ def run(args):
     print(f"best on {len(paired)} images: prob_thresh {search.prob_thresh:g}, nms_thresh {search.nms_thresh:g}, "
           f"mean DSB score {search.best_score:.4f}")
     if args.write:
-        print(f"written to {thresholds.write_thresholds(model.spec.path, search.prob_thresh, search.nms_thresh)}")
+        try:
+            written = thresholds.write_thresholds(model.spec.path, search.prob_thresh, search.nms_thresh)
+        except OSError as error:
+            raise InputError(f"--write: cannot write {model.spec.path / models.THRESHOLDS_FILE} "
+                             f"({error.strerror or error})") from None
+        print(f"written to {written}")
     return 0
+
+
+def _read_pair(image_path, labels_path):
+    """An image and its label image, which must be 2-D and of the image's size (a cropped, padded
+    or other image's annotation would tune the thresholds on nonsense)."""
+    from ..labelio import read_image, read_labels
+
+    image, labels = read_image(image_path), read_labels(labels_path)
+    if labels.ndim != 2:
+        raise InputError(f"{labels_path}: a 2-D label image is needed, got shape {labels.shape}")
+    if labels.shape != image.shape[:2]:
+        raise InputError(f"{labels_path}: shape {labels.shape} differs from its image {image_path} "
+                         f"({image.shape[:2]})")
+    return image, labels

@@ -5,7 +5,9 @@ needs its label image. Validation images come from ``--val-images``/``--val-labe
 default, a random ``--val-fraction`` of the annotated images (seeded). Training runs epochs of
 ``--steps`` minibatches with conventional augmentation, keeps the weights with the best
 validation loss, stops early when the validation loss no longer improves, or when the
-``--minutes`` budget is used up; running the same command again resumes. The thresholds are
+``--minutes`` budget is used up, or at Ctrl-C; running the same command again resumes (only the
+same command: other images or settings are refused, saying what differs, and ``--restart``
+starts afresh in the folder; ``--epochs`` and ``--minutes`` may change). The thresholds are
 then tuned on the validation images for the mean DSB score, and MODEL.md records the data,
 settings, validation scores and this command. ``--base`` fine-tunes an existing model (its
 architecture, rays, grid and channels are kept, except that a grey base is widened to colour
@@ -26,6 +28,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from .outputs import check_folder
 
 
 def add_parser(subparsers):
@@ -39,6 +42,9 @@ def add_parser(subparsers):
                         help="folder of their label images (same stems)")
     parser.add_argument("--out", required=True, type=Path, metavar="MODEL_DIR",
                         help="model folder to write (resumed when it holds an unfinished run)")
+    parser.add_argument("--restart", action="store_true",
+                        help="start afresh in a --out folder holding a checkpoint of another run "
+                        "(its checkpoints, model, card and styles are deleted)")
     parser.add_argument("--val-images", type=Path, metavar="DIR", help="folder of validation images")
     parser.add_argument("--val-labels", type=Path, metavar="DIR", help="folder of their label images")
     parser.add_argument("--val-fraction", type=float, default=0.15, metavar="F",
@@ -127,8 +133,10 @@ FLAGS = {
     "min_per_style": "--min-style-images", "pairs_per_style": "--synthetic-per-style",
     "synthetic_share": "--synthetic-share", "generator_minutes": "--generator-minutes",
     "generator_size": "--generator-size", "out": "--out", "base": "--base", "first_pass": "--first-pass",
-    "labels": "--labels",
+    "labels": "--labels", "resume": "--out",
 }
+#: What the command line adds to an error of a field: how to fix it here.
+HINTS = {"resume": " (--restart starts afresh, deleting that run's checkpoints)"}
 
 
 def _options(args):
@@ -149,8 +157,33 @@ def run(args):
         return _train(args)
     except InputError as error:
         if error.field in FLAGS:
-            raise InputError(f"{FLAGS[error.field]}: {error}", error.field) from None
+            raise InputError(f"{FLAGS[error.field]}: {error}{HINTS.get(error.field, '')}", error.field) from None
         raise
+    except KeyboardInterrupt:
+        print(f"nucleai train: interrupted; {_resumable(args.out)}", file=sys.stderr, flush=True)
+        return 130
+
+
+def _resumable(out):
+    """What an interrupted run left in ``out``, in words."""
+    import json
+
+    from ..train.loop import STATE_FILE
+
+    try:
+        epochs = json.loads((out / STATE_FILE).read_text())["epochs_done"]
+    except (OSError, ValueError, KeyError):
+        return "no epoch was finished, so there is nothing to resume"
+    return f"{out} holds the checkpoint after epoch {epochs}: run the same command again to continue"
+
+
+def _check_folders(args):
+    """--out must not be an input folder (the model's files would mix with the images)."""
+    inputs = {"--images": args.images, "--labels": args.labels, "--val-images": args.val_images,
+              "--val-labels": args.val_labels, "--unlabeled": args.unlabeled}
+    for flag, folder in inputs.items():
+        if folder is not None and folder.resolve() == args.out.resolve():
+            raise InputError(f"--out must differ from {flag} (the model's files would mix with the images)")
 
 
 def _train(args):
@@ -160,8 +193,11 @@ def _train(args):
 
     if (args.val_images is None) != (args.val_labels is None):
         raise InputError("give both --val-images and --val-labels, or neither (then --val-fraction is used)")
+    _check_folders(args)
+    check_folder(args.out, "--out")
     options = _options(args)
-    check_setup(options, args.out, base=args.base, first_pass=args.first_pass)  # before reading any image
+    check_setup(options, args.out, base=args.base, first_pass=args.first_pass,  # before reading any image
+                restart=args.restart)
     samples = data.read_samples(args.images, args.labels, IMAGE_SUFFIXES, read_image)
     description = [f"training images: {args.images.resolve()}, labels: {args.labels.resolve()}"]
     val = None
@@ -174,7 +210,7 @@ def _train(args):
         description.append(f"unannotated images: {args.unlabeled.resolve()} ({len(unlabeled)})")
     trained = run_training(
         samples, args.out, options, val=val, unlabeled=unlabeled, base=args.base, first_pass=args.first_pass,
-        data_description=description, command=_command(args), progress=sys.stderr.isatty(),
+        restart=args.restart, data_description=description, command=_command(args), progress=sys.stderr.isatty(),
         log=lambda message: print(message, flush=True),
     )
     if trained.styles is not None:

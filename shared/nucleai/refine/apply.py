@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..options import check_number
-from ..predict import parse_tiles
+from ..predict import NothingToSegment, parse_tiles
 from ..timing import timed
 from .params import NAMES, check_parameter
 from .rules import refine
@@ -68,10 +68,15 @@ class RefineOptions:
 
 @dataclass
 class RefinedImage:
-    """The refinement of one image's objects and the probability map it used."""
+    """The refinement of one image's objects and the probability map it used.
+
+    ``empty_reason`` is :data:`nucleai.predict.BLANK` or :data:`~nucleai.predict.CONSTANT` for an
+    image without contrast (then the refinement has no objects and ``prob`` is 0), else None.
+    """
 
     refinement: object  # nucleai.refine.rules.Refinement
     prob: np.ndarray
+    empty_reason: str = None
 
 
 def refine_image(image, labels, model, options=RefineOptions(), *, timings=None):
@@ -92,6 +97,9 @@ def refine_image(image, labels, model, options=RefineOptions(), *, timings=None)
     Returns
     -------
     RefinedImage
+        For a blank or constant image (nothing the U-Net could see, as :func:`nucleai.predict.
+        segment` decides it) no objects, a probability map of 0 and the ``empty_reason``: an image
+        without contrast has no nuclei to move contours to.
 
     Raises
     ------
@@ -106,7 +114,11 @@ def refine_image(image, labels, model, options=RefineOptions(), *, timings=None)
             f"the objects are {'x'.join(map(str, labels_shape))} but the image is "
             f"{'x'.join(map(str, image_shape))}; they must have the same size"
         )
-    prob = predict_probability(image, model, tiles=options.tiles, channel=options.channel, timings=timings)
+    empty_reason = None
+    try:
+        prob = predict_probability(image, model, tiles=options.tiles, channel=options.channel, timings=timings)
+    except NothingToSegment as blank:
+        empty_reason, prob, labels = blank.reason, np.zeros(image_shape, np.float32), np.zeros(labels_shape, np.uint16)
     with timed(timings, "refine"):
         refinement = refine(labels, prob, options.parameters(model.spec.params))
-    return RefinedImage(refinement=refinement, prob=prob)
+    return RefinedImage(refinement=refinement, prob=prob, empty_reason=empty_reason)

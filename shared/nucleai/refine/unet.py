@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..runtime import quiet_tensorflow
-from ..models import CONFIG_FILE, div_by, find_weights
+from ..models import CONFIG_FILE, compiled_forward, div_by, find_weights, load_weights
 from ..predict import (
     PERCENTILES, auto_tiles, normalize, pad_to_multiple, parse_tiles, select_channels, tile_layout,
 )
@@ -206,25 +206,14 @@ class UNetModel:
 
     def __init__(self, spec):
         quiet_tensorflow()
-        import tensorflow as tf
-
         self.spec = spec
-        self.keras_model = build_unet(spec.config)
-        try:
-            self.keras_model.load_weights(str(spec.weights))
-        except Exception as error:  # truncated HDF5, another architecture, ...
-            raise InputError(
-                f"{spec.weights}: the weights do not load into the U-Net described by "
-                f"{CONFIG_FILE} ({type(error).__name__}: {error})"
-            ) from error
+        self.keras_model = load_weights(build_unet(spec.config), spec, "U-Net")
         keras_model = self.keras_model
-        signature = [tf.TensorSpec([None, None, None, spec.n_channel_in], tf.float32)]
 
-        @tf.function(input_signature=signature, reduce_retracing=True)
         def forward(batch):
             return keras_model(batch, training=False)
 
-        self._forward = forward
+        self._forward = compiled_forward(forward, spec.n_channel_in)
 
     @property
     def name(self):

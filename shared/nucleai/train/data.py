@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..labelio import files_by_stem, read_labels
-from ..predict import PERCENTILES, normalize
+from ..predict import PERCENTILES, NothingToSegment, normalize
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,28 @@ def is_colour(image):
 def prepare(image, n_channels, percentiles=PERCENTILES):
     """The network input for one image: :func:`to_channels`, then percentile normalisation."""
     return normalize(to_channels(image, n_channels), *percentiles)
+
+
+def is_blank(image, percentiles=PERCENTILES):
+    """Whether an image has no contrast to learn from: its grey version (channel mean) cannot be
+    normalised (:func:`nucleai.predict.normalize`: equal percentiles), as for a blank or constant
+    image. Training leaves such images out rather than failing on them."""
+    try:
+        prepare(image, 1, percentiles)
+    except NothingToSegment:
+        return True
+    return False
+
+
+def drop_blank(samples, what, log):
+    """``samples`` without the blank ones (:func:`is_blank`), each left out with a log line."""
+    kept = []
+    for sample in samples:
+        if is_blank(sample.image):
+            log(f"warning: {what} image {sample.name} is blank (no contrast): left out of training")
+        else:
+            kept.append(sample)
+    return kept
 
 
 def read_samples(images_dir, labels_dir, image_suffixes, read_image):

@@ -147,7 +147,7 @@ def _network(out_dir, settings, network, n_channels, base, log):
         model = starconvex.build_network(config)
         try:
             model.load_weights(str(spec.weights))
-        except ValueError as error:
+        except (ValueError, OSError) as error:  # another architecture; a truncated or corrupt HDF5 file
             raise InputError(f"{spec.weights}: does not load into the network of its config.json ({error})",
                              "base") from error
         if widen:

@@ -52,7 +52,8 @@ Files written to ``out_dir`` (created)
     ``loss_curve.png``  training and validation loss per epoch (redrawn at most once a minute,
     drawing costs about a second, and when the call returns).
     Weights are Keras' HDF5 format (``.h5``, the format stardist reads and writes), each file
-    replaced atomically after the epoch, so an interrupted run leaves a consistent folder.
+    replaced atomically after the epoch, and Ctrl-C held back while an epoch's checkpoint is
+    written, so an interrupted run leaves a consistent, resumable folder.
 
 Resuming
     When ``out_dir`` holds a ``train_state.json``, :func:`fit` continues from it: it loads
@@ -91,10 +92,13 @@ Train a one-output pixel classifier (foreground probability) with this loop::
     )
     print(result.best_epoch, result.best_val_loss, result.stopped)
 """
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -258,6 +262,25 @@ def _write_json(path, data):
     partial = path.with_name(path.name + ".partial")
     partial.write_text(json.dumps(data, indent=1))
     os.replace(partial, path)
+
+
+@contextlib.contextmanager
+def _interrupt_deferred():
+    """Hold back Ctrl-C (SIGINT) while the block runs, then raise it: the weights, optimiser
+    state and train_state.json of one epoch are written together or not at all. Only the main
+    thread can handle signals; elsewhere the block just runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append(frame))
+    previous = signal.default_int_handler if previous is None else previous  # None: set outside Python
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and callable(previous):
+        previous(signal.SIGINT, caught[0])  # Python's default raises KeyboardInterrupt
 
 
 def plot_loss_curve(history, path):
@@ -564,9 +587,10 @@ def fit(model, targets, losses, train_pairs, val_pairs, out_dir, settings=TrainS
         state["learning_rate"] = _to_float(optimizer.learning_rate)
         state["rng"] = rng.bit_generator.state
         state["settings"] = dataclasses.asdict(settings)
-        save_weights(model, out_dir / LAST_WEIGHTS)
-        _save_optimizer(optimizer, out_dir / OPTIMIZER_FILE)
-        _write_json(state_path, state)
+        with _interrupt_deferred():  # Ctrl-C leaves this epoch's checkpoint whole, or the last one
+            save_weights(model, out_dir / LAST_WEIGHTS)
+            _save_optimizer(optimizer, out_dir / OPTIMIZER_FILE)
+            _write_json(state_path, state)
         if time.monotonic() - last_curve > CURVE_INTERVAL:
             plot_loss_curve(state["history"], out_dir / LOSS_CURVE)
             last_curve = time.monotonic()

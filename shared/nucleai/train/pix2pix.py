@@ -97,7 +97,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..labels import check_labels
-from ..models import CONFIG_FILE, WEIGHTS_FILES, find_weights
+from ..models import CONFIG_FILE, WEIGHTS_FILES, find_weights, load_weights
 from ..runtime import quiet_tensorflow
 from .seeding import seeded
 
@@ -590,14 +590,7 @@ class GeneratorModel:
     def __init__(self, spec):
         quiet_tensorflow()
         self.spec = spec
-        self.keras_model = build_generator(spec.n_channels, spec.settings)
-        try:
-            self.keras_model.load_weights(str(spec.weights))
-        except Exception as error:  # truncated HDF5, another architecture, ...
-            raise InputError(
-                f"generator folder {spec.path}: {spec.weights.name} does not load into the "
-                f"generator {CONFIG_FILE} describes ({type(error).__name__}: {error})"
-            ) from error
+        self.keras_model = load_weights(build_generator(spec.n_channels, spec.settings), spec, "generator")
 
     @property
     def name(self):

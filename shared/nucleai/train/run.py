@@ -8,17 +8,22 @@ CellProfiler pipeline fails validation instead of failing after its image sets r
 the data for the model card and trains (:func:`nucleai.train.styletransfer.train_with_styles`),
 with nucleAIzer's style augmentation when the options ask for it.
 
+A folder holding a checkpoint is resumed only by the same run (:mod:`nucleai.train.record`:
+settings checked by :func:`check_setup`, images by :func:`run_training`); ``restart`` starts
+afresh there instead.
+
 Errors are :class:`~nucleai.errors.InputError` carrying the field at fault: a field of
-:class:`~nucleai.train.options.TrainOptions`, or ``out``, ``base``, ``first_pass``, ``labels``
-(the annotated images) for the other arguments.
+:class:`~nucleai.train.options.TrainOptions`, or ``out``, ``model_name``, ``base``,
+``first_pass``, ``labels`` (the annotated images), ``resume`` (a checkpoint of another run) for
+the other arguments.
 """
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
 from ..models import CONFIG_FILE, read_json, read_spec
-from . import detector, loop, styletransfer
-from .data import split_validation
+from . import detector, record, styletransfer
+from .data import drop_blank, split_validation
 from .seeding import caller_random_state_kept
 
 #: Why a run stopped, in words.
@@ -74,7 +79,46 @@ def _spec(model, field, what):
         raise InputError(f"{what}: {error}", field) from None
 
 
-def check_setup(options, out, *, base=None, first_pass=None):
+def model_folder(parent, name):
+    """The model folder ``name`` inside ``parent``, for a front end that asks for the two apart.
+
+    Raises
+    ------
+    InputError
+        (field ``model_name``) For an empty name, or one that is not a single folder name (a
+        path such as ``../x`` or ``a/b``, ``.``, ``..``), which would write elsewhere.
+    """
+    name = str(name).strip()
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise InputError(f"the model name must be one folder name, not empty, '.', '..' or a path with '/' or "
+                         f"'\\', got {name!r}",
+                         "model_name")
+    return Path(parent) / name
+
+
+#: Annotated images a run needs: one to train on, one held out for validation.
+MIN_ANNOTATED = 2
+
+
+def check_image_count(options, n_images):
+    """Check, before images are read, that ``n_images`` can be enough for a run that splits off
+    its validation images (what a CellProfiler pipeline knows once its image sets are listed).
+
+    Raises
+    ------
+    InputError
+        ``labels`` for fewer than :data:`MIN_ANNOTATED` images; ``style`` when style
+        augmentation leaves no image to be unannotated.
+    """
+    if n_images < MIN_ANNOTATED:
+        raise InputError(f"the run has {n_images} image set(s); training needs at least {MIN_ANNOTATED} with "
+                         "objects (one is held out for validation)", "labels")
+    if options.style and n_images < MIN_ANNOTATED + 1:
+        raise InputError(f"style augmentation needs unannotated image sets besides at least {MIN_ANNOTATED} "
+                         f"annotated ones; the run has only {n_images}", "style")
+
+
+def check_setup(options, out, *, base=None, first_pass=None, restart=False):
     """Check a run's folders, models and patch size before any image is read.
 
     Parameters
@@ -85,11 +129,14 @@ def check_setup(options, out, *, base=None, first_pass=None):
     base, first_pass : str or Path, optional
         Models (bundled name or folder) to fine-tune, and to segment the unannotated images
         (default: ``base``).
+    restart : bool
+        Start afresh in a folder holding a checkpoint (else only the same run resumes it).
 
     Raises
     ------
     InputError
-        ``out``: a file, or a folder holding a model not trained here; ``base``/``first_pass``:
+        ``out``: a file, or a folder holding a model not trained here; ``resume``: a checkpoint
+        of a run with other settings (:func:`nucleai.train.record.check_settings`); ``base``/``first_pass``:
         a model that cannot be read; ``first_pass`` too: style augmentation without any model
         to segment the unannotated images; ``patch_size``: not a multiple of the network's
         ``div_by``.
@@ -107,7 +154,9 @@ def check_setup(options, out, *, base=None, first_pass=None):
                              "give a base model to fine-tune, or a first-pass model", "first_pass")
         if first_pass is not None:
             _spec(first_pass, "first_pass", "first-pass model")
-    if (out / loop.STATE_FILE).is_file() and (out / CONFIG_FILE).is_file():
+    if not restart:
+        record.check_settings(out, record.run_settings(options, base, first_pass))
+    if not restart and record.has_checkpoint(out) and (out / CONFIG_FILE).is_file():
         try:
             config = read_json(out / CONFIG_FILE)  # resumed: its own network
         except InputError as error:
@@ -120,7 +169,7 @@ def check_setup(options, out, *, base=None, first_pass=None):
 
 
 def run_training(annotated, out, options, *, val=None, unlabeled=(), base=None, first_pass=None,
-                 data_description=(), command=None, progress=False, log=None):
+                 restart=False, data_description=(), command=None, progress=False, log=None):
     """Train (or fine-tune, or resume) a star-convex detector into a model folder.
 
     Parameters
@@ -135,7 +184,7 @@ def run_training(annotated, out, options, *, val=None, unlabeled=(), base=None, 
         Validation images given separately.
     unlabeled : sequence of Sample
         Unannotated images of the target kind: the style input (ignored without ``options.style``).
-    base, first_pass : str or Path, optional
+    base, first_pass, restart : optional
         See :func:`check_setup`.
     data_description : sequence of str
         Lines saying where the images came from, for the model card.
@@ -152,12 +201,22 @@ def run_training(annotated, out, options, *, val=None, unlabeled=(), base=None, 
     Raises
     ------
     InputError
-        See :func:`check_setup`; ``val_fraction`` for fewer than 2 annotated images to split;
-        ``style`` for style augmentation without unannotated images; and what training raises.
+        See :func:`check_setup`; ``labels`` when no annotated image has an object;
+        ``val_fraction`` for fewer than 2 annotated images to split; ``style`` for style
+        augmentation without unannotated images; ``resume`` for a checkpoint of a run on other
+        images (:func:`nucleai.train.record.check_data`); and what training raises. All of
+        them before anything is written.
+
+    Blank images (:func:`nucleai.train.data.is_blank`) are left out, each with a warning.
     """
     log = log or (lambda message: None)
-    check_setup(options, out, base=base, first_pass=first_pass)
-    annotated, unlabeled = list(annotated), list(unlabeled)
+    check_setup(options, out, base=base, first_pass=first_pass, restart=restart)
+    annotated = drop_blank(annotated, "annotated", log)
+    unlabeled = drop_blank(unlabeled, "unannotated", log)
+    val = None if val is None else drop_blank(val, "validation", log)
+    if not any(sample.labels.any() for sample in annotated + (val or [])):
+        raise InputError(f"every label image is empty ({len(annotated) + len(val or [])} annotated images, "
+                         "no object in any): there is nothing to train on", "labels")
     description = list(data_description)
     if val is None:
         try:
@@ -177,6 +236,13 @@ def run_training(annotated, out, options, *, val=None, unlabeled=(), base=None, 
     elif unlabeled:
         log(f"{len(unlabeled)} unannotated images ignored (no style augmentation)")
         unlabeled = []
+    fingerprint = record.data_fingerprint(train, val, unlabeled)
+    if restart:
+        record.clear_run(out)
+    else:
+        record.check_data(out, fingerprint)
+    if not record.has_checkpoint(out):
+        record.write_record(out, record.run_settings(options, base, first_pass), fingerprint)
     n_channels = options.channels or detector.input_channels(out, train + val + unlabeled, base)
     log(f"training on {len(train)} training and {len(val)} validation images, {n_channels} channel(s)"
         + (f", {len(unlabeled)} unannotated for style augmentation" if unlabeled else ""))
@@ -196,7 +262,7 @@ def run_staged_training(staging_folder, out, options, *, base=None, first_pass=N
     ``keywords`` go to :func:`run_training`."""
     from .staging import read_staged
 
-    check_setup(options, out, base=base, first_pass=first_pass)
+    check_setup(options, out, base=base, first_pass=first_pass, restart=keywords.get("restart", False))
     annotated, unlabeled = read_staged(staging_folder)
     return run_training(annotated, out, options, unlabeled=unlabeled, base=base, first_pass=first_pass,
                         **keywords)

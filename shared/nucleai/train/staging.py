@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import InputError
 from ..labelio import files_by_stem, read_labels, write_labels
 from ..labels import check_labels
-from .data import Sample
+from .data import Sample, is_blank
 
 IMAGES_DIR = "images"
 LABELS_DIR = "labels"
@@ -76,8 +76,9 @@ def stage_image_set(folder, name, image, labels=None):
 
     Returns
     -------
-    Path
-        The image file written.
+    Path or None
+        The image file written; None for a blank image (:func:`nucleai.train.data.is_blank`:
+        nothing to learn from, and training would fail on it), which is not staged.
 
     Raises
     ------
@@ -95,6 +96,8 @@ def stage_image_set(folder, name, image, labels=None):
         image = image.astype(np.uint8)
     elif np.issubdtype(image.dtype, np.floating):
         image = image.astype(np.float32, copy=False)
+    if is_blank(image):
+        return None
     try:
         for sub in (IMAGES_DIR, LABELS_DIR, UNLABELED_DIR):
             (folder / sub).mkdir(parents=True, exist_ok=True)
