@@ -299,8 +299,11 @@ def test_ctrl_c_stops_with_a_resumable_checkpoint_and_one_line(tmp_path):
     args[args.index("--epochs") + 1] = "1000"
     args += ["--patience", "0"]  # never stops by itself
     command = [sys.executable, "-m", "nucleai.cli", *args]
+    # Shells start background jobs (a CI script run with &) with SIGINT ignored, and Python then
+    # installs no Ctrl-C handler: give the run the default disposition a terminal would.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                               env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not (out / "train_state.json").is_file() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
