@@ -24,7 +24,7 @@ from nucleai.errors import InputError
 
 from _failure_policy import FailurePolicy
 from _model_choice import MODEL_BUNDLED, MODEL_CUSTOM, ModelChoice
-from _options import options_from_settings, typed_number, validate_before_run
+from _options import channel_error, options_from_settings, typed_number, validate_before_run
 
 def _bundled_choices(pipeline=None):
     return models.bundled_models() or [models.DEFAULT_MODEL]
@@ -169,6 +169,8 @@ or measure it.""",
         try:
             pixels = predict.select_channels(x.pixel_data, model.spec.n_channel_in, channel)
         except InputError as error:
+            if error.field == "channel":
+                raise channel_error(self.channel, channel, x.pixel_data.shape[2]) from error
             raise InputError(f"model {model.name}: {error} (setting '{self.channel.text}')") from error
         return pixels, replace(options, channel=None)
 

@@ -78,3 +78,12 @@ def validate_before_run(module, pipeline):
         pipeline.report_prepare_run_error(module, message)
         return False
     return True
+
+
+def channel_error(setting, channel, n_image):
+    """The error for a channel the image does not have, in the setting's terms: the modules count
+    channels from 1, the backend (and its message) from 0."""
+    return InputError(
+        f"setting '{setting.text}' is {channel + 1} but the image has {n_image} channels, 1 to {n_image}",
+        "channel",
+    )

@@ -85,7 +85,7 @@ from nucleai.refine import PUBLISHED, apply, params, rules, unet
 from _batch_paths import BatchPathsMixin
 from _failure_policy import FTR_STATUS, FailurePolicy, upgrade_with_failure_setting
 from _model_choice import MODEL_BUNDLED, MODEL_CUSTOM, ModelChoice
-from _options import options_from_settings, typed_number, validate_before_run
+from _options import channel_error, options_from_settings, typed_number, validate_before_run
 
 CATEGORY = "RefineContoursUNet"
 #: Image features: (feature, fate counted).
@@ -291,7 +291,12 @@ later modules, e.g. to save it with **SaveImages**.""")
                     f"'{self.image_name.value}' is {pixels.shape[0]}x{pixels.shape[1]} (settings "
                     f"'{self.x_name.text}' and '{self.image_name.text}')"
                 )
-            return apply.refine_image(pixels, labels, model, options)
+            try:
+                return apply.refine_image(pixels, labels, model, options)
+            except InputError as error:
+                if error.field != "channel":
+                    raise
+                raise channel_error(self.channel, options.channel, pixels.shape[2]) from error
 
         result = self.process_or_flag(workspace, self.image_name.value, refine)
         if result is None:  # flagged: no objects

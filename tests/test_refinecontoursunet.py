@@ -177,6 +177,9 @@ def test_tiles_and_colour_channel_reach_the_backend(model_dir, scene):
                         {"DNA": colour}, objects)
     np.testing.assert_array_equal(chosen.object_set.get_objects("RefinedNuclei").segmented,
                                   grey.object_set.get_objects("RefinedNuclei").segmented)
+    with pytest.raises(InputError, match=r"setting 'Channel to use for colour images' is 4 but the image "
+                                         r"has 3 channels, 1 to 3"):
+        run_module(lenient(model_dir, channel=4, on_failure=ON_FAILURE_STOP), {"DNA": colour}, objects)
 
 
 def test_image_and_objects_of_different_size_are_refused_naming_both(model_dir, scene):

@@ -120,8 +120,8 @@ def test_a_colour_image_is_segmented_on_the_chosen_channel(model_dir, image):
     chosen = run_module(make_module(model_dir, channel=3), {"DNA": colour})
     np.testing.assert_array_equal(chosen.object_set.get_objects("Nuclei").segmented,
                                   grey.object_set.get_objects("Nuclei").segmented)
-    with pytest.raises(InputError, match=r"channel 3 requested but the image has 3 channels.*"
-                                         r"Channel to use for colour images"):
+    with pytest.raises(InputError, match=r"setting 'Channel to use for colour images' is 4 but the "
+                                         r"image has 3 channels, 1 to 3$"):
         run_module(make_module(model_dir, channel=4, on_failure=ON_FAILURE_STOP), {"DNA": colour})
 
 

@@ -139,8 +139,8 @@ def test_a_missing_model_or_a_wrong_channel_is_reported_with_its_setting(model_d
     with pytest.raises(InputError, match="TTAMerge: setting 'Model folder'.*does not exist"):
         run_module(module, {"DNA": image})
     colour = np.stack([image, image * 0.5, np.zeros_like(image)], axis=-1)
-    with pytest.raises(InputError, match=r"channel 3 requested but the image has 3 channels.*"
-                                         r"Channel to use for colour images"):
+    with pytest.raises(InputError, match=r"setting 'Channel to use for colour images' is 4 but the "
+                                         r"image has 3 channels, 1 to 3$"):
         run_module(tta_module(model_dir, channel=4, on_failure=ON_FAILURE_STOP), {"DNA": colour})
     tta_module(model_dir).validate_module(Pipeline())
 
