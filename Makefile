@@ -15,12 +15,20 @@ GUI_PYTHON := $(GUI_VENV)/bin/python
 GUI_STAMP := $(GUI_VENV)/.nucleai-gui-installed
 GUI_PIPELINE := $(DEMO_PIPELINE)
 
-.PHONY: install build demo demo-classical test clean gui gui-build gui-test
+.PHONY: FORCE install build demo demo-classical test clean gui gui-build gui-test
 
 install: $(STAMP)
 
 $(STAMP): setup.py constraints.txt scripts/install_env.sh
 	bash scripts/install_env.sh
+
+# `make install GPU=1`: TensorFlow's CUDA build instead of tensorflow-cpu (GPU=0 back to the CPU
+# build); later rebuilds keep whichever build the environment has.
+ifneq ($(GPU),)
+export NUCLEAI_GPU := $(GPU)
+$(STAMP): FORCE
+endif
+FORCE:
 
 # Cheap when nothing changed: cythonize only recompiles .pyx files newer than their .c output.
 build: $(STAMP)

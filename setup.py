@@ -58,8 +58,9 @@ setup(
         "stardist",  # builds the network from a model folder's config.json
     ],
     # TensorFlow is required too, but as an extra so that a machine with a GPU build keeps it:
-    # ``pip install cellprofiler-nucleai[tensorflow]`` adds the CPU build.
-    extras_require={"tensorflow": ["tensorflow-cpu"]},
+    # ``pip install cellprofiler-nucleai[tensorflow]`` adds the CPU build, ``[gpu]`` TensorFlow's
+    # CUDA build with NVIDIA's CUDA libraries (``make install GPU=1`` does that in .venv).
+    extras_require={"tensorflow": ["tensorflow-cpu"], "gpu": ["tensorflow[and-cuda]"]},
     entry_points={"console_scripts": ["nucleai = nucleai.cli:main"]},
     zip_safe=False,
 )

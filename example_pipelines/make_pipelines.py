@@ -19,8 +19,12 @@
   EvaluateSegmentation and saves each method's labels as ``classical/<stem>.tiff`` and
   ``starconvex/<stem>.tiff`` so ``nucleai evaluate`` can score the same files.
 - ``histology_nuclei.cppipe``: the same pairing for colour (H&E-like) images in
-  ``example_pipelines/histology``: RunStarConvex with the bundled colour model ``histo_nuclei``,
-  scored by EvaluateSegmentation against the annotations.
+  ``example_pipelines/histology``: RunStarConvex with the *Automatic* model choice (which takes
+  the bundled colour model ``histo_nuclei`` for them), scored by EvaluateSegmentation against the
+  annotations.
+- ``brightfield_nuclei.cppipe``: the same for the grey brightfield images in
+  ``example_pipelines/brightfield`` (dark nuclei on a bright background; 384 x 384 top-left crops
+  of two annotated DSB 2018 training images), RunStarConvex *Automatic*.
 
 The classical IdentifyPrimaryObjects settings (diameter 12-80 px, smaller objects kept) were
 chosen on 40 DSB training images (DSB score 0.206 with 6-80 px and discarding -> 0.333).
@@ -35,6 +39,8 @@ REPO = HERE.parent
 MODEL = "fluo_nuclei"
 REFINE_MODEL = "fluo_refine"
 HISTO_MODEL = "histo_nuclei"
+#: RunStarConvex's bundled choice that picks the model per image (nucleai.modality).
+AUTOMATIC = "Automatic"
 
 
 def load_cellprofiler():
@@ -71,10 +77,9 @@ def run_star_convex(image, objects, model=MODEL):
     instance = module(
         "RunStarConvex", x_name=image, y_name=objects, model_source="Bundled model", bundled_model=model
     )
-    instance.notes = [
-        "Deep-learning nucleus segmentation (star-convex polygons, the StarDist method) with "
-        f"the bundled model '{model}'."
-    ]
+    used = ("the bundled model chosen per image for its kind (fluorescence, brightfield, colour histology)"
+            if model == AUTOMATIC else f"the bundled model '{model}'")
+    instance.notes = [f"Deep-learning nucleus segmentation (star-convex polygons, the StarDist method) with {used}."]
     return instance
 
 
@@ -219,7 +224,14 @@ def evaluation():
 
 def histology():
     modules = image_and_truth_input(image="HE", load_as="Color image")
-    modules.append(run_star_convex("HE", "Nuclei", model=HISTO_MODEL))
+    modules.append(run_star_convex("HE", "Nuclei", model=AUTOMATIC))
+    modules.append(module("EvaluateSegmentation", truth_objects="GroundTruth", predicted_objects="Nuclei"))
+    return modules + [export()]
+
+
+def brightfield():
+    modules = image_and_truth_input(image="Brightfield")
+    modules.append(run_star_convex("Brightfield", "Nuclei", model=AUTOMATIC))
     modules.append(module("EvaluateSegmentation", truth_objects="GroundTruth", predicted_objects="Nuclei"))
     return modules + [export()]
 
@@ -247,6 +259,7 @@ def main():
     write(tta_and_consensus(), HERE / "ttamerge_nuclei.cppipe")
     write(evaluation(), HERE / "evaluate_nuclei.cppipe")
     write(histology(), HERE / "histology_nuclei.cppipe")
+    write(brightfield(), HERE / "brightfield_nuclei.cppipe")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ from nucleai.errors import InputError
 
 MODEL_BUNDLED = "Bundled model"
 MODEL_CUSTOM = "Custom model folder"
+#: The bundled-model choice of the detector modules that lets :mod:`nucleai.modality` choose per
+#: image (offered by ``_detector_settings``; a refinement U-Net has no automatic choice).
+MODEL_AUTOMATIC = "Automatic"
 
 
 class ModelChoice:
@@ -21,6 +24,10 @@ class ModelChoice:
     #: The kind of model the module runs (:data:`nucleai.models.KINDS`); a bundled choice that
     #: does not exist is reported with the bundled models of this kind.
     MODEL_KIND = "starconvex"
+
+    def model_is_automatic(self):
+        """Whether the model is chosen per image (:data:`MODEL_AUTOMATIC`), not by the user."""
+        return self.model_source == MODEL_BUNDLED and self.bundled_model.value == MODEL_AUTOMATIC
 
     def _model_setting(self):
         """The setting that names the model: the bundled choice or the folder."""
@@ -39,8 +46,10 @@ class ModelChoice:
         return models.read_spec(self._model_location(), self.MODEL_KIND)
 
     def _load_model(self):
-        """The chosen model, built once per process (:func:`nucleai.models.load`)."""
-        return models.load(self._model_location(), self.MODEL_KIND)
+        """The chosen model, built once per process and precision (:func:`nucleai.models.load`),
+        after the GPU memory cap is applied (the module's :class:`_network_settings.NetworkSettings`)."""
+        self.prepare_network()
+        return models.load(self._model_location(), self.MODEL_KIND, self.network_precision())
 
     def _model_error(self, error):
         """``error`` as an InputError naming this module and the model setting."""

@@ -85,6 +85,7 @@ from nucleai.refine import PUBLISHED, apply, params, rules, unet
 from _batch_paths import BatchPathsMixin
 from _failure_policy import FTR_STATUS, FailurePolicy, upgrade_with_failure_setting
 from _model_choice import MODEL_BUNDLED, MODEL_CUSTOM, ModelChoice
+from _network_settings import FTR_PRECISION, NetworkSettings, upgrade_with_network_settings
 from _options import channel_error, options_from_settings, typed_number, validate_before_run
 
 CATEGORY = "RefineContoursUNet"
@@ -139,10 +140,10 @@ def _parameter_setting(name):
 {PUBLISHED[name]}.""")
 
 
-class RefineContoursUNet(BatchPathsMixin, FailurePolicy, ModelChoice, ObjectProcessing):
+class RefineContoursUNet(BatchPathsMixin, FailurePolicy, ModelChoice, NetworkSettings, ObjectProcessing):
     module_name = "RefineContoursUNet"
     MODEL_KIND = "unet"
-    variable_revision_number = 2
+    variable_revision_number = 3
     STATUS_CATEGORY = CATEGORY
 
     def create_settings(self):
@@ -196,6 +197,7 @@ Select *Yes* to make the U-Net's nucleus probability map (0 to 1, the image's si
 later modules, e.g. to save it with **SaveImages**.""")
         self.probability_name = ImageName("Name the probability image", "NucleusProbability", doc="""\
 *(Used only when saving the probability map)* Name for the probability image.""")
+        self.create_network_settings()
         self.create_failure_setting()
 
     def parameter_settings(self):
@@ -206,7 +208,7 @@ later modules, e.g. to save it with **SaveImages**.""")
         return [self.x_name, self.y_name, self.image_name, self.model_source, self.bundled_model,
                 self.model_folder, self.channel, self.use_model_parameters, *self.parameter_settings(),
                 self.tiling, self.tiles_y, self.tiles_x, self.save_probability, self.probability_name,
-                self.on_failure]
+                self.on_failure, *self.network_settings()]
 
     def visible_settings(self):
         result = [self.x_name, self.y_name, self.image_name, self.model_source]
@@ -220,11 +222,13 @@ later modules, e.g. to save it with **SaveImages**.""")
         result.append(self.save_probability)
         if self.save_probability:
             result.append(self.probability_name)
-        return result + [self.on_failure]
+        return result + self.network_settings() + [self.on_failure]
 
     def upgrade_settings(self, setting_values, variable_revision_number, module_name):
-        # Revision 2 added "When an image cannot be processed".
-        return upgrade_with_failure_setting(setting_values, variable_revision_number, 1)
+        # Revision 2 added "When an image cannot be processed", 3 the precision and GPU memory.
+        setting_values, variable_revision_number = upgrade_with_failure_setting(
+            setting_values, variable_revision_number, 1)
+        return upgrade_with_network_settings(setting_values, variable_revision_number, 2)
 
     def status_subject(self):
         return self.y_name.value
@@ -299,6 +303,7 @@ later modules, e.g. to save it with **SaveImages**.""")
                 raise channel_error(self.channel, options.channel, pixels.shape[2]) from error
 
         result = self.process_or_flag(workspace, self.image_name.value, refine)
+        self.add_precision(workspace)
         if result is None:  # flagged: no objects
             no_nuclei = numpy.zeros(labels.shape, numpy.float32)
             refinement = rules.refine(numpy.zeros(labels.shape, numpy.uint16), no_nuclei,
@@ -379,7 +384,7 @@ later modules, e.g. to save it with **SaveImages**.""")
     def get_measurements(self, pipeline, object_name, category):
         if category == CATEGORY:
             if object_name == IMAGE:
-                return [feature for feature, _ in IMAGE_FATES] + [FTR_MEAN_SHIFT, FTR_STATUS]
+                return [feature for feature, _ in IMAGE_FATES] + [FTR_MEAN_SHIFT, FTR_STATUS, FTR_PRECISION]
             if object_name == self.y_name.value:
                 return [feature for feature, _, _ in OBJECT_FEATURES]
         return super().get_measurements(pipeline, object_name, category)
@@ -393,7 +398,8 @@ later modules, e.g. to save it with **SaveImages**.""")
         y_name = self.y_name.value
         columns = super().get_measurement_columns(pipeline, additional_objects)
         columns += [(IMAGE, f"{CATEGORY}_{feature}_{y_name}", COLTYPE_INTEGER) for feature, _ in IMAGE_FATES]
-        columns += [(IMAGE, f"{CATEGORY}_{FTR_MEAN_SHIFT}_{y_name}", COLTYPE_FLOAT), self.status_column()]
+        columns += [(IMAGE, f"{CATEGORY}_{FTR_MEAN_SHIFT}_{y_name}", COLTYPE_FLOAT), self.status_column(),
+                    self.precision_column()]
         columns += [(y_name, f"{CATEGORY}_{feature}", coltype) for feature, coltype, _ in OBJECT_FEATURES]
         return columns
 

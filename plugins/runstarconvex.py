@@ -22,6 +22,16 @@ Bowl images; see ``models/fluo_nuclei/MODEL.md``) and a colour model for H&E-lik
 (*histo_nuclei*; see ``models/histo_nuclei/MODEL.md``). The model is loaded once per CellProfiler
 process, not for every image set.
 
+*Automatic*, the default bundled choice, picks the model per image: it decides from the pixels
+whether the image is fluorescence (bright nuclei on a dark background), brightfield (grey, dark
+nuclei on a bright background) or colour histology, and runs the bundled model for that kind
+(brightfield images: *versatile_nuclei* when it is bundled, else *histo_nuclei*). The decision
+is recorded per image (see the measurements).
+
+Whatever the model, an image in which it finds no nucleus although the image is not blank gets a
+warning in the log saying what the image looks like and the likely cause (wrong polarity, wrong
+model), and the status *warning: no objects found although the image is not blank*.
+
 |
 
 ============ ============ ===============
@@ -42,8 +52,14 @@ Measurements made by this module
 
 -  *Count:* the number of objects identified.
 -  *StarConvex\\_Status:* what happened to the image: *ok*, *blank*, *constant* or *all
-   masked* (nothing to segment: no objects), or *error: ...* (an image the module could not
-   process, given no objects; see *When an image cannot be processed*).
+   masked* (nothing to segment: no objects), *warning: no objects found although the image is
+   not blank*, or *error: ...* (an image the module could not process, given no objects; see
+   *When an image cannot be processed*).
+-  *StarConvex\\_ImageKind, StarConvex\\_Model, StarConvex\\_Inverted* (with the
+   *Automatic* model only): the kind the image was judged to be (*fluorescence*,
+   *brightfield*, *histology*, or *no contrast*), the bundled model that segmented it, and 1
+   if that model saw the inverted image (else 0); *none* for an image flagged before a
+   decision.
 
 **Object measurements:**
 
@@ -60,6 +76,8 @@ References
 -  Hollandi R, et al. (2020) "nucleAIzer: a parameter-free deep learning framework for nucleus
    segmentation using image style transfer." Cell Systems 10(5).
 """
+from types import SimpleNamespace
+
 from cellprofiler_core.constants.measurement import COLTYPE_FLOAT, IMAGE
 from cellprofiler_core.image import Image
 from cellprofiler_core.module.image_segmentation import ImageSegmentation
@@ -75,8 +93,9 @@ from nucleai.errors import InputError
 
 from _batch_paths import BatchPathsMixin
 from _detector_settings import DetectorSettings
-from _failure_policy import FTR_STATUS, upgrade_with_failure_setting
-from _model_choice import MODEL_BUNDLED, MODEL_CUSTOM  # noqa: F401 (the module's setting values)
+from _failure_policy import upgrade_with_failure_setting
+from _model_choice import MODEL_AUTOMATIC, MODEL_BUNDLED, MODEL_CUSTOM  # noqa: F401 (the module's setting values)
+from _network_settings import upgrade_with_network_settings
 from _options import typed_number
 
 #: Category of this module's own measurements (``StarConvex_Probability``).
@@ -91,6 +110,9 @@ RESCALE_AUTO = "Yes, estimate the nucleus diameter"
 TILES_AUTO = "Automatic"
 TILES_FIXED = "Fixed number of tiles"
 
+#: The thresholds of an image flagged before the automatic choice chose its model: unknown.
+NO_MODEL = SimpleNamespace(prob_thresh=float("nan"), nms_thresh=float("nan"))
+
 
 def _number_or_text(text):
     """One bound of a range setting as typed (the setting's ``min``/``max`` clip it to range)."""
@@ -102,7 +124,7 @@ def _number_or_text(text):
 
 class RunStarConvex(BatchPathsMixin, DetectorSettings, ImageSegmentation):
     module_name = "RunStarConvex"
-    variable_revision_number = 2
+    variable_revision_number = 3
     STATUS_CATEGORY = C_STARCONVEX
 
     def create_settings(self):
@@ -186,6 +208,7 @@ normalization percentiles are computed inside them.""",
             "the input image: non-zero pixels are inside.",
         )
         self.create_probability_settings("", "NucleiProbability")
+        self.create_network_settings()
         self.create_failure_setting()
 
     def settings(self):
@@ -195,6 +218,7 @@ normalization percentiles are computed inside them.""",
             self.percentiles, self.rescale, self.object_diameter, self.use_model_diameter,
             self.model_diameter, self.tiling, self.tiles_y, self.tiles_x, self.use_mask,
             self.mask_name, self.save_probability, self.probability_name, self.on_failure,
+            *self.network_settings(),
         ]
 
     def visible_settings(self):
@@ -212,11 +236,13 @@ normalization percentiles are computed inside them.""",
         result.append(self.use_mask)
         if self.use_mask:
             result.append(self.mask_name)
-        return result + self.probability_visible_settings() + [self.on_failure]
+        return result + self.probability_visible_settings() + self.network_settings() + [self.on_failure]
 
     def upgrade_settings(self, setting_values, variable_revision_number, module_name):
-        # Revision 2 added "When an image cannot be processed".
-        return upgrade_with_failure_setting(setting_values, variable_revision_number, 1)
+        # Revision 2 added "When an image cannot be processed", 3 the precision and GPU memory.
+        setting_values, variable_revision_number = upgrade_with_failure_setting(
+            setting_values, variable_revision_number, 1)
+        return upgrade_with_network_settings(setting_values, variable_revision_number, 2)
 
     def volumetric(self):
         return False
@@ -244,15 +270,15 @@ normalization percentiles are computed inside them.""",
         })
 
     def validate_module(self, pipeline):
-        """Check the settings and the model folder (files only, no TensorFlow) before anything runs."""
+        """Check the settings and the model folders (files only, no TensorFlow) before anything runs."""
         options = self._options()
-        spec = self.read_detector_spec()
-        if options.object_diameter is not None and options.model_diameter is None and spec.object_diameter is None:
-            raise ValidationError(
-                f"model {spec.name} does not declare the nucleus diameter it was trained on "
-                f"(no {models.METADATA_FILE}); enter it yourself",
-                self.use_model_diameter,
-            )
+        for spec in self.read_detector_specs():
+            if options.object_diameter is not None and options.model_diameter is None and spec.object_diameter is None:
+                raise ValidationError(
+                    f"model {spec.name} does not declare the nucleus diameter it was trained on "
+                    f"(no {models.METADATA_FILE}); enter it yourself",
+                    self.use_model_diameter,
+                )
 
     # ----------------------------------------------------------------------------------------
     # run
@@ -272,23 +298,25 @@ normalization percentiles are computed inside them.""",
         return extra if mask is None else mask & extra
 
     def _segment(self, workspace, x, model, options):
-        """The image's channels, its masks, then the segmentation (InputError: this image's fault)."""
-        image, options = self.detector_pixels(x, model, options)
-        mask = self._mask(workspace, x, image.shape[:2])
-        return image, predict.segment(image, model, options, mask=mask,
-                                      return_prob_map=self.save_probability.value or self.show_window)
+        """The image's masks, then the segmentation (InputError: this image's fault)."""
+        mask = self._mask(workspace, x, x.pixel_data.shape[:2])
+        return self.detector_segment(x, model, options, mask=mask,
+                                     return_prob_map=self.save_probability.value or self.show_window)
 
     def run(self, workspace):
         options = self._options()
         x, model = self.detector_input(workspace)
         outcome = self.process_or_flag(workspace, self.x_name.value,
                                        lambda: self._segment(workspace, x, model, options))
+        self.record_model_choice(workspace, outcome)
+        self.add_precision(workspace)
+        decision = None if outcome is None else outcome.decision
         if outcome is None:  # flagged: no objects
             shape = x.pixel_data.shape[:2]
-            image, result = x.pixel_data, predict.no_objects(shape, model.spec, options, return_prob_map=True)
+            spec = NO_MODEL if model is None else model.spec
+            image, result = x.pixel_data, predict.no_objects(shape, spec, options, return_prob_map=True)
         else:
-            image, result = outcome
-            image = image[..., 0] if image.shape[2] == 1 else image
+            image, result = outcome.image, outcome.result
 
         objects = Objects()
         objects.segmented = result.labels
@@ -303,9 +331,14 @@ normalization percentiles are computed inside them.""",
             workspace.display_data.image = image
             workspace.display_data.prob_map = result.prob_map
             workspace.display_data.labels = result.labels
+            if decision is not None:
+                used = [("Image kind", f"{decision.kind} ({decision.evidence})"),
+                        ("Model", decision.model + (", on the inverted image" if decision.inverted else ""))]
+            else:
+                used = [("Model", MODEL_AUTOMATIC + " (no decision)" if model is None else model.name)]
             workspace.display_data.statistics = [
                 ("Objects", str(result.count)),
-                ("Model", model.name),
+                *used,
                 ("Probability threshold", f"{result.prob_thresh:g}"),
                 ("Overlap threshold", f"{result.nms_thresh:g}"),
                 ("Scale", f"{result.scale:.3g}"),
@@ -328,14 +361,14 @@ normalization percentiles are computed inside them.""",
         if object_name == self.y_name.value and category == C_STARCONVEX:
             return [FTR_PROBABILITY]
         if object_name == IMAGE and category == C_STARCONVEX:
-            return [FTR_STATUS]
+            return self.detector_image_features()
         return super().get_measurements(pipeline, object_name, category)
 
     def get_measurement_objects(self, pipeline, object_name, category, measurement):
-        if object_name == IMAGE and category == C_STARCONVEX and measurement == FTR_STATUS:
+        if object_name == IMAGE and category == C_STARCONVEX and measurement in self.detector_image_features():
             return [self.y_name.value]
         return super().get_measurement_objects(pipeline, object_name, category, measurement)
 
     def get_measurement_columns(self, pipeline, object_name=None):
         columns = super().get_measurement_columns(pipeline, object_name)
-        return columns + [(self.y_name.value, M_PROBABILITY, COLTYPE_FLOAT), self.status_column()]
+        return columns + [(self.y_name.value, M_PROBABILITY, COLTYPE_FLOAT), *self.detector_image_columns()]

@@ -25,6 +25,14 @@ same folder *continues* an unfinished training of the same settings and image se
 holding a model this module did not train, or another run, is refused. Blank image sets are left
 out. Run the whole image list in one run (not in batches).
 
+*While training* (at the end of the run), the module's window (the eye) shows the stage, the
+epoch, the training loss and the time left, and the log says the same every
+30 seconds. **Stop Analysis** stops training within seconds (while a style's generator trains, at
+its next report): once an epoch has ended, the model is finished from the best epoch so far
+(thresholds tuned, ``MODEL.md`` saying it was stopped) and running again with the same settings
+continues it; stopped before, nothing of the model is kept. CellProfiler waits for this before it
+ends the run, so the window answers again once the model is finished.
+
 |
 
 ============ ============ ===============
@@ -56,6 +64,9 @@ References
    adversarial networks." CVPR 2017.
 """
 import logging
+import math
+import re
+import time
 from pathlib import Path
 
 from cellprofiler_core.constants.measurement import COLTYPE_INTEGER, EXPERIMENT, IMAGE
@@ -100,6 +111,11 @@ FIRST_PASS_BASE = "Use the base model"
 
 #: Staging folder inside the model folder (format: :mod:`nucleai.train.staging`).
 STAGING_DIR = "training_data"
+#: Seconds between training progress lines in the log, and between redraws of the window.
+LOG_EVERY_S = 30
+SHOW_EVERY_S = 2
+#: Characters per line of a path or message in the module's tables (longer ones are wrapped).
+WRAP = 44
 
 
 def _bundled_choices(pipeline=None):
@@ -359,7 +375,8 @@ another model. A grey model gets images with dark nuclei on a bright background 
             workspace.display_data.statistics = [
                 ("Staged as", staged_as if path is not None else "left out (blank image)"),
                 ("Objects", str(int(labels.max()) if labels is not None else 0)),
-                ("File", str(path)),
+                # inside the output folder: the folder's own path is in the settings
+                ("File", "not staged" if path is None else str(Path(path).relative_to(self.model_dir().parent))),
             ]
 
     def display(self, workspace, figure):
@@ -371,12 +388,16 @@ another model. A grey model gets images with dark nuclei on a bright background 
             figure.subplot_imshow_color(0, 0, data.image, title, normalize=True, cplabels=cplabels)
         else:
             figure.subplot_imshow_grayscale(0, 0, data.image, title, cplabels=cplabels)
-        figure.subplot_table(1, 0, [[value] for _, value in data.statistics],
-                             row_labels=[name for name, _ in data.statistics])
+        _table(figure, 1, 0, data.statistics)
 
     def post_run(self, workspace):
-        """Train once on the staged image sets (:func:`nucleai.train.run.run_staged_training`)."""
+        """Train once on the staged image sets (:func:`nucleai.train.run.run_staged_training`),
+        showing progress (:class:`_TrainingView`) and stopping when the GUI's analysis is
+        cancelled (:func:`_stop_requested`)."""
+        from nucleai.train.loop import TrainingStopped
         from nucleai.train.run import run_staged_training
+
+        view = _TrainingView(self, workspace)
 
         def train():
             options, base, first_pass = self._inputs()
@@ -384,13 +405,18 @@ another model. A grey model gets images with dark nuclei on a bright background 
                            f"ground-truth objects '{self.truth_objects.value}'; image sets staged in "
                            f"{self.staging_dir()}"]
             return run_staged_training(self.staging_dir(), self.model_dir(), options, base=base,
-                                       first_pass=first_pass, data_description=description,
-                                       log=lambda message: LOGGER.info(f"{self.module_name}: {message}"))
+                                       first_pass=first_pass, data_description=description, log=view.log,
+                                       should_stop=_stop_requested(workspace), on_progress=view.on_progress)
 
         try:
             summary = self._runtime(train).summary()
+        except TrainingStopped:  # the backend has said so in the log, and removed what it wrote
+            workspace.display_data.summary = [("Model folder", str(self.model_dir())),
+                                              ("Training", "stopped before its first epoch ended: no model was kept")]
+            return
         except Exception as error:
             if not get_headless():
+                workspace.display_data.summary = [("Training failed", str(error))]
                 raise  # the GUI shows it
             # headless CellProfiler 4.2.8 would skip the later modules' post_run (no spreadsheets)
             # and still exit 0: say why, let them run, and fail the run at its end
@@ -402,10 +428,17 @@ another model. A grey model gets images with dark nuclei on a bright background 
         workspace.display_data.summary = summary
 
     def display_post_run(self, workspace, figure):
+        """The training's state (while it runs) or summary, alone in the window.
+
+        The window still shows the last image set: CellProfiler 4.2.8 redraws a figure's canvas
+        after ``display`` but not after ``display_post_run``, so the canvas is redrawn here, or
+        the table would sit on the old picture.
+        """
         summary = getattr(workspace.display_data, "summary", None)
         if summary:
             figure.set_subplots((1, 1))
-            figure.subplot_table(0, 0, [[value] for _, value in summary], row_labels=[name for name, _ in summary])
+            _table(figure, 0, 0, summary)
+            figure.figure.canvas.draw_idle()
 
     # ----------------------------------------------------------------------------------------
     # measurement declarations
@@ -418,6 +451,109 @@ another model. A grey model gets images with dark nuclei on a bright background 
 
     def get_measurements(self, pipeline, object_name, category):
         return [FTR_ANNOTATED, FTR_BLANK] if object_name == IMAGE and category == CATEGORY else []
+
+
+def _wrapped(text, width=WRAP):
+    """``text`` in lines of at most ``width`` characters, broken after a space or a path
+    separator where it can be (a table cell wider than the window is cut off)."""
+    lines, line = [], ""
+    for piece in re.split(r"(?<=[ /\\])", str(text)):
+        while len(piece) > width:
+            if line:
+                lines.append(line.rstrip())
+                line = ""
+            lines.append(piece[:width])
+            piece = piece[width:]
+        if line and len(line) + len(piece.rstrip()) > width:
+            lines.append(line.rstrip())
+            line = ""
+        line += piece
+    if line:
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def _table(figure, x, y, rows):
+    """(name, value) ``rows`` as a one-column table with row labels, values wrapped."""
+    figure.subplot_table(x, y, [[_wrapped(value)] for _, value in rows], row_labels=[name for name, _ in rows])
+
+
+def _stop_requested(workspace):
+    """``should_stop`` for the training backend: whether the GUI's analysis was cancelled.
+
+    In the GUI, CellProfiler 4.2.8 runs ``post_run`` on its analysis runner's interface thread
+    (``cellprofiler_core.analysis._runner.Runner.interface``); Stop Analysis calls
+    ``Runner.cancel()``, which sets ``runner.cancelled`` and then waits for that thread, so the
+    GUI hangs until ``post_run`` returns. The workspace ``post_run`` gets has no cancel handle
+    (its ``cancel_handler`` is None), but its ``post_run_display_handler`` is the runner's own
+    bound method, so the runner is that method's ``__self__``. Headless runs (``pipeline.run``)
+    have no runner: None, never stopped (Ctrl-C stops a headless training, resumably).
+    """
+    from cellprofiler_core.analysis._runner import Runner
+
+    runner = getattr(workspace.post_run_display_handler, "__self__", None)
+    if not isinstance(runner, Runner):
+        return None
+    return lambda: bool(runner.cancelled)
+
+
+def _duration(seconds):
+    if seconds < 60:
+        return "under a minute"
+    minutes = math.ceil(seconds / 60)
+    return f"about {minutes} min" if minutes < 60 else f"about {minutes // 60} h {minutes % 60:02d} min"
+
+
+class _TrainingView:
+    """What ``post_run`` shows while it trains: the backend's last message and the detector's
+    epoch, loss and time left, in the log (progress every :data:`LOG_EVERY_S`) and, in the GUI
+    with the module's window open, in that window (at most every :data:`SHOW_EVERY_S`).
+
+    The window is drawn through CellProfiler's post-run display request, which the analysis
+    thread may send at any time (``workspace.post_run_display``: an event the GUI thread handles
+    by calling :meth:`StyleAugmentTrain.display_post_run`); headless there is none.
+    """
+
+    def __init__(self, module, workspace):
+        self.module = module
+        self.workspace = workspace
+        self.message = None
+        self.progress = None
+        self.last_log = self.last_shown = -math.inf
+
+    def log(self, message):
+        LOGGER.info(f"{self.module.module_name}: {message}")
+        self.message = message
+        self.show(self.rows())
+
+    def on_progress(self, progress):
+        self.progress = progress
+        now = time.monotonic()
+        if now - self.last_log >= LOG_EVERY_S:
+            self.last_log = now
+            LOGGER.info(f"{self.module.module_name}: epoch {progress.epoch}/{progress.epochs}, step "
+                        f"{progress.step}/{progress.steps}, training loss {progress.loss:.4f}, "
+                        f"{_duration(progress.seconds_left)} left")
+        if now - self.last_shown >= SHOW_EVERY_S:
+            self.show(self.rows())
+
+    def rows(self):
+        rows = [("Model folder", str(self.module.model_dir()))]
+        p = self.progress
+        if p is not None:
+            rows += [("Training", f"epoch {p.epoch} of {p.epochs}, step {p.step} of {p.steps}"),
+                     ("Training loss", f"{p.loss:.4f}"),
+                     ("Time left", f"{_duration(p.seconds_left)} (less if it stops early)")]
+        if self.message:
+            rows.append(("Last message", self.message))
+        return rows + [("To stop", "Stop Analysis (the best epoch so far is kept)")]
+
+    def show(self, rows):
+        """Show ``rows`` in the module's window, where there is one."""
+        if self.module.show_window and self.workspace.post_run_display_handler is not None:
+            self.last_shown = time.monotonic()
+            self.workspace.display_data.summary = rows
+            self.workspace.post_run_display(self.module)
 
 
 def _fail_run_at_end(workspace):

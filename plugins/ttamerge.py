@@ -41,7 +41,10 @@ Measurements made by this module
 -  *Count:* the number of merged objects.
 -  *TTAMerge\\_Status:* what happened to the image set: *ok*, *blank*, *constant* or *all
    masked* (nothing to segment: no objects), or *error: ...* (an image or object sets the module
-   could not process, given no objects; see *When an image cannot be processed*).
+   could not process, given no objects; see *When an image cannot be processed*), or *warning:
+   no objects found although the image is not blank* (the log says the likely cause).
+-  *TTAMerge\\_ImageKind, TTAMerge\\_Model, TTAMerge\\_Inverted* (test-time augmentation
+   with the *Automatic* model only): the decision, as **RunStarConvex** records it.
 
 **Object measurements:**
 
@@ -90,8 +93,9 @@ from nucleai.errors import InputError
 
 from _batch_paths import BatchPathsMixin
 from _detector_settings import DetectorSettings
-from _failure_policy import FTR_STATUS, upgrade_with_failure_setting
-from _model_choice import MODEL_BUNDLED, MODEL_CUSTOM  # noqa: F401 (the module's setting values)
+from _failure_policy import upgrade_with_failure_setting
+from _network_settings import upgrade_with_network_settings
+from _model_choice import MODEL_AUTOMATIC, MODEL_BUNDLED, MODEL_CUSTOM  # noqa: F401 (the module's setting values)
 from _options import options_from_settings, typed_number
 
 #: Category of this module's own measurements.
@@ -118,7 +122,7 @@ class TTAMerge(BatchPathsMixin, DetectorSettings, ObjectProcessing):
 
     module_name = "TTAMerge"
     category = ImageSegmentation.category
-    variable_revision_number = 2
+    variable_revision_number = 3
     STATUS_CATEGORY = CATEGORY
 
     def create_settings(self):
@@ -172,6 +176,7 @@ How many versions (transforms, or input object sets) must find an object for it 
             doc="*(Used only for a given number of versions)* Versions that must find an object.",
         )
         self.create_probability_settings("averaged ", "NucleiTTAProbability")
+        self.create_network_settings()
         self.create_failure_setting()
 
     def settings(self):
@@ -179,7 +184,7 @@ How many versions (transforms, or input object sets) must find an object for it 
             self.mode, self.x_name, self.object_names, self.y_name, self.model_source,
             self.bundled_model, self.model_folder, self.channel, self.use_model_thresholds,
             self.prob_thresh, self.nms_thresh, self.transforms, self.vote_rule, self.min_votes,
-            self.save_probability, self.probability_name, self.on_failure,
+            self.save_probability, self.probability_name, self.on_failure, *self.network_settings(),
         ]
 
     def visible_settings(self):
@@ -190,14 +195,24 @@ How many versions (transforms, or input object sets) must find an object for it 
         result.append(self.vote_rule)
         if self.vote_rule == VOTES_NUMBER:
             result.append(self.min_votes)
-        return result + (self.probability_visible_settings() if self.mode == MODE_TTA else []) + [self.on_failure]
+        if self.mode == MODE_TTA:
+            result += self.probability_visible_settings() + self.network_settings()
+        return result + [self.on_failure]
 
     def upgrade_settings(self, setting_values, variable_revision_number, module_name):
-        # Revision 2 added "When an image cannot be processed".
-        return upgrade_with_failure_setting(setting_values, variable_revision_number, 1)
+        # Revision 2 added "When an image cannot be processed", 3 the precision and GPU memory.
+        setting_values, variable_revision_number = upgrade_with_failure_setting(
+            setting_values, variable_revision_number, 1)
+        return upgrade_with_network_settings(setting_values, variable_revision_number, 2)
 
     def volumetric(self):
         return False
+
+    def records_model_choice(self):
+        return self.mode == MODE_TTA and self.model_is_automatic()
+
+    def records_precision(self):
+        return self.mode == MODE_TTA
 
     # ----------------------------------------------------------------------------------------
     # settings -> options
@@ -237,7 +252,7 @@ How many versions (transforms, or input object sets) must find an object for it 
                     f"the merged objects need a new name; '{self.y_name.value}' is an input", self.y_name)
         else:
             self.segment_options()
-            self.read_detector_spec()
+            self.read_detector_specs()
         self._options()
 
     # ----------------------------------------------------------------------------------------
@@ -288,16 +303,18 @@ How many versions (transforms, or input object sets) must find an object for it 
         x, model = self.detector_input(workspace)
 
         def segment():
-            image, segment_options = self.detector_pixels(x, model, self.segment_options())
-            return image, tta.segment_tta(image, model, options, segment_options,
-                                          mask=x.mask if x.has_mask else None,
-                                          return_prob_map=bool(self.save_probability.value))
+            return self.detector_segment(x, model, self.segment_options(), mask=x.mask if x.has_mask else None,
+                                         tta_options=options, return_prob_map=bool(self.save_probability.value))
 
         outcome = self.process_or_flag(workspace, self.x_name.value, segment)
+        self.record_model_choice(workspace, outcome)
+        self.add_precision(workspace)
+        model_name = MODEL_AUTOMATIC if model is None else model.name
         if outcome is None:  # flagged: no objects
-            return self._no_objects(x.pixel_data.shape[:2], options), x, x.pixel_data, model.name
-        image, result = outcome
-        return result, x, image[..., 0] if image.shape[2] == 1 else image, model.name
+            return self._no_objects(x.pixel_data.shape[:2], options), x, x.pixel_data, model_name
+        if outcome.decision is not None:
+            model_name = str(outcome.decision)
+        return outcome.result, x, outcome.image, model_name
 
     def _no_objects(self, shape, options):
         """The result of a flagged image set: the merge of empty versions, no objects (under
@@ -375,18 +392,19 @@ How many versions (transforms, or input object sets) must find an object for it 
         if object_name in self._inputs() and category == C_CHILDREN:
             return [f"{self.y_name.value}_Count"]
         if object_name == IMAGE and category == CATEGORY:
-            return [FTR_STATUS]
+            return self.detector_image_features()
         return ImageSegmentation.get_measurements(self, pipeline, object_name, category)
 
     def get_measurement_objects(self, pipeline, object_name, category, measurement):
-        if object_name == IMAGE and category == CATEGORY and measurement == FTR_STATUS:
+        if object_name == IMAGE and category == CATEGORY and measurement in self.detector_image_features():
             return [self.y_name.value]
         return ImageSegmentation.get_measurement_objects(self, pipeline, object_name, category, measurement)
 
     def get_measurement_columns(self, pipeline, object_name=None):
         y_name = self.y_name.value
         columns = ImageSegmentation.get_measurement_columns(self, pipeline, object_name)
-        columns += [(y_name, M_VOTES, COLTYPE_INTEGER), (y_name, M_MEAN_IOU, COLTYPE_FLOAT), self.status_column()]
+        columns += [(y_name, M_VOTES, COLTYPE_INTEGER), (y_name, M_MEAN_IOU, COLTYPE_FLOAT),
+                    *self.detector_image_columns()]
         for name in self._inputs():
             columns += [(y_name, FF_PARENT % name, COLTYPE_INTEGER), (name, FF_CHILDREN_COUNT % y_name, COLTYPE_INTEGER)]
         return columns

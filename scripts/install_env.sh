@@ -15,6 +15,19 @@ python="${PYTHON:-python3}"
 # --system-site-packages so the venv sees Debian's wxPython.
 read -r -a venv_options <<<"${NUCLEAI_VENV_OPTIONS:-}"
 stamp="$venv/.nucleai-installed"
+# TensorFlow build: "cpu" (tensorflow-cpu, the default) or "gpu" (`make install GPU=1`:
+# TensorFlow's CUDA build with NVIDIA's pip-packaged CUDA libraries, `tensorflow[and-cuda]`, same
+# version; needs an NVIDIA driver on the machine, ~3 GB). A rebuild keeps the build it was made with.
+installed_build="$(cat "$stamp" 2>/dev/null || true)"
+if [ -n "${NUCLEAI_GPU:-}" ] && [ "${NUCLEAI_GPU}" != 0 ]; then
+    build=gpu
+elif [ -n "${NUCLEAI_GPU:-}" ]; then
+    build=cpu
+else
+    build="${installed_build:-cpu}"
+fi
+[ "$build" = gpu ] || [ "$build" = cpu ] || build=cpu
+tf_version="$(sed -n 's/^tensorflow_cpu==//p' constraints.txt)"
 
 if ! JAVA_HOME="$(bash scripts/find_java_home.sh)"; then
     cat >&2 <<'MSG'
@@ -31,8 +44,9 @@ import sys
 sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)
 PY
 
-if [ -f "$stamp" ] && [ "$stamp" -nt constraints.txt ] && [ "$stamp" -nt setup.py ]; then
-    echo "nucleai: $venv is up to date (delete it to rebuild)"
+if [ -f "$stamp" ] && [ "$stamp" -nt constraints.txt ] && [ "$stamp" -nt setup.py ] \
+        && [ "$installed_build" = "$build" ]; then
+    echo "nucleai: $venv is up to date ($build TensorFlow; delete it to rebuild)"
     exit 0
 fi
 
@@ -41,11 +55,19 @@ pip=("$venv/bin/python" -m pip install --disable-pip-version-check -c constraint
 
 "${pip[@]}" "numpy<2" "cython<3" setuptools wheel
 "${pip[@]}" --no-build-isolation python-javabridge
-"${pip[@]}" tensorflow-cpu stardist centrosome scikit-image tifffile boto3 docutils \
+if [ "$build" = gpu ]; then
+    # The two builds install the same `tensorflow` package: never both in one environment.
+    "$venv/bin/python" -m pip uninstall -y -q tensorflow-cpu || true
+    tensorflow=("tensorflow[and-cuda]==$tf_version")
+else
+    "$venv/bin/python" -m pip uninstall -y -q tensorflow || true
+    tensorflow=(tensorflow-cpu)
+fi
+"${pip[@]}" "${tensorflow[@]}" stardist centrosome scikit-image tifffile boto3 docutils \
     prokaryote psutil pyzmq python-bioformats mahotas scikit-learn inflect Jinja2 joblib \
     sentry-sdk h5py imageio matplotlib pytest tqdm
 "${pip[@]}" --no-deps cellprofiler-core==4.2.8.1 cellprofiler==4.2.8.1
 "${pip[@]}" --no-build-isolation --no-deps -e .
 
-touch "$stamp"
-echo "nucleai: environment ready in $venv (JAVA_HOME=$JAVA_HOME)"
+echo "$build" > "$stamp"
+echo "nucleai: environment ready in $venv ($build TensorFlow, JAVA_HOME=$JAVA_HOME)"

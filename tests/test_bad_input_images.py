@@ -71,6 +71,7 @@ def test_segment_axes_reads_a_many_channel_image_on_the_chosen_channel(tmp_path)
     from nucleai import models, predict
     from nucleai.cli import main
     from tiny_model import synthetic_image, tiny_model_dir
+    from testdata import DEFAULT_PRECISION
 
     image, _ = synthetic_image(np.random.default_rng(3), (96, 96))
     planes = np.stack([image * k for k in range(1, 9)])  # 8 channels first: a stack by the rule
@@ -80,7 +81,7 @@ def test_segment_axes_reads_a_many_channel_image_on_the_chosen_channel(tmp_path)
     out = tmp_path / "out"
     assert main(["segment", "--model", str(tiny_model_dir()), "--input", str(folder), "--output", str(out),
                  "--axes", "CYX", "--channel", "2"]) == 0
-    expected = predict.segment(planes[2], models.load(tiny_model_dir())).labels
+    expected = predict.segment(planes[2], models.load(tiny_model_dir(), precision=DEFAULT_PRECISION)).labels
     np.testing.assert_array_equal(tifffile.imread(out / "spectral.tif"), expected)
 
 

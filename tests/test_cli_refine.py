@@ -11,6 +11,7 @@ import tifffile
 from nucleai import labelio, metrics, models, predict
 from nucleai.cli import main
 from nucleai.refine import apply, read_parameters
+from testdata import DEFAULT_PRECISION
 from tiny_model import synthetic_image, tiny_model_dir
 from tiny_unet import tiny_unet_dir
 
@@ -54,7 +55,7 @@ def test_refined_label_images_equal_the_backends_with_a_report(model_dir, data, 
     assert main(["refine", "--objects", str(data / "objects"), "--input", str(data / "images"),
                  "--model", str(model_dir), "--output", str(out), "--report", str(report)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.tif", "b.tif", "c.tif"]
-    model = models.load(model_dir, kind="unet")
+    model = models.load(model_dir, kind="unet", precision=DEFAULT_PRECISION)
     for stem in "abc":
         image = skimage.io.imread(data / "images" / f"{stem}.png")
         objects = labelio.read_labels(data / "objects" / f"{stem}.tif")
@@ -156,10 +157,10 @@ def test_segment_with_refine_equals_segment_then_refine(model_dir, data, tmp_pat
                  "--output", str(direct)]) == 0
     assert main(["segment", "--model", str(detector), "--input", str(data / "images"),
                  "--output", str(refined), "--refine", str(model_dir)]) == 0
-    model = models.load(model_dir, kind="unet")
+    model = models.load(model_dir, kind="unet", precision=DEFAULT_PRECISION)
     for stem in "abc":
         image = skimage.io.imread(data / "images" / f"{stem}.png")
-        detected = predict.segment(image, models.load(detector)).labels
+        detected = predict.segment(image, models.load(detector, precision=DEFAULT_PRECISION)).labels
         np.testing.assert_array_equal(tifffile.imread(direct / f"{stem}.tif"), detected)
         expected = apply.refine_image(image, detected, model).refinement.labels
         np.testing.assert_array_equal(tifffile.imread(refined / f"{stem}.tif"), expected)

@@ -9,8 +9,9 @@ import pytest
 import skimage.io
 import tifffile
 
-from nucleai import models, predict
+from nucleai import modality, models, predict
 from nucleai.cli import main
+from testdata import BRIGHTFIELD, DEFAULT_PRECISION, HISTOLOGY, IMAGES
 from tiny_model import synthetic_image, tiny_model_dir
 
 NUCLEAI = Path(sys.executable).with_name("nucleai")
@@ -45,7 +46,7 @@ def test_one_uint16_label_tiff_per_image_with_the_same_stem(model_dir, image_dir
     assert main(["segment", "--model", str(model_dir), "--input", str(image_dir),
                  "--output", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.tif", "b.tif", "c.tif", "d.tif"]
-    model = models.load(model_dir)
+    model = models.load(model_dir, precision=DEFAULT_PRECISION)
     for stem in "abcd":
         labels = tifffile.imread(out / f"{stem}.tif")
         assert labels.dtype == np.uint16
@@ -64,7 +65,7 @@ def test_options_reach_the_segmentation(model_dir, image_dir, tmp_path):
     assert main(["segment", "--model", str(model_dir), "--input", str(image_dir),
                  "--output", str(out), "--prob-thresh", "0.7", "--nms-thresh", "0.3",
                  "--tiles", "2x2", "--scale", "1.25", "--timings", str(timings)]) == 0
-    model = models.load(model_dir)
+    model = models.load(model_dir, precision=DEFAULT_PRECISION)
     image = skimage.io.imread(image_dir / "a.png")
     expected = predict.segment(image, model, predict.SegmentOptions(prob_thresh=0.7, nms_thresh=0.3, tiles=(2, 2),
                                                                     scale=1.25))
@@ -153,3 +154,64 @@ def test_the_installed_command_runs(model_dir, image_dir, tmp_path):
     for option in ("--model", "--input", "--output", "--prob-thresh", "--nms-thresh", "--tiles",
                    "--scale"):
         assert option in help_text.stdout
+
+
+# ------------------------------------------------------------------------------------------------
+# --model auto (nucleai.modality) and the warning for no objects in an image that is not blank
+
+
+@pytest.fixture(scope="module")
+def kinds_dir(tmp_path_factory):
+    """One bundled example image of each kind."""
+    folder = tmp_path_factory.mktemp("kinds")
+    for source in (IMAGES / "nuclei_05040e2e.png", sorted(HISTOLOGY.glob("*.png"))[0],
+                   sorted(BRIGHTFIELD.glob("*.png"))[0]):
+        (folder / source.name).write_bytes(source.read_bytes())
+    return folder
+
+
+def test_model_auto_chooses_per_image_and_records_the_decision(kinds_dir, tmp_path, capsys):
+    out, timings = tmp_path / "out", tmp_path / "timings.json"
+    assert main(["segment", "--model", "auto", "--input", str(kinds_dir), "--output", str(out),
+                 "--timings", str(timings)]) == 0
+    printed = capsys.readouterr().out
+    records = {r["image"]: r for r in json.loads(timings.read_text())["images"]}
+    assert json.loads(timings.read_text())["model"] == "auto"
+    expected_kinds = {"nuclei_05040e2e.png": "fluorescence", "histo_6d327ab4.png": "histology",
+                      "brightfield_4e07a653.png": "brightfield"}
+    for path in sorted(kinds_dir.iterdir()):
+        image = skimage.io.imread(path)
+        result, decision = modality.segment_auto(image, precision=DEFAULT_PRECISION)
+        assert decision.kind == expected_kinds[path.name]
+        np.testing.assert_array_equal(tifffile.imread(out / f"{path.stem}.tif"), result.labels)
+        assert f"nucleai segment: {path.name}: {decision}" in printed
+        record = records[path.name]
+        assert (record["kind"], record["model"], record["inverted"]) == (decision.kind, decision.model, False)
+        assert record["evidence"]["background"] == pytest.approx(decision.evidence.background)
+        assert record["objects"] == result.count > 5 and "choose" in record["stages"]
+    assert "model auto: fluo_nuclei 1, histo_nuclei 2" in printed
+
+
+def test_model_auto_stops_before_any_image_without_a_model_for_every_kind(kinds_dir, tmp_path, capsys,
+                                                                          monkeypatch):
+    only_fluo = tmp_path / "models"
+    only_fluo.mkdir()
+    (only_fluo / "fluo_nuclei").symlink_to(models.bundled_model_dir("fluo_nuclei"))
+    monkeypatch.setenv(models.MODELS_DIR_ENV, str(only_fluo))
+    assert main(["segment", "--model", "auto", "--input", str(kinds_dir), "--output", str(tmp_path / "o")]) == 2
+    assert "no model for histology images: it needs histo_nuclei or versatile_nuclei" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_no_objects_in_an_image_that_is_not_blank_is_a_warning(kinds_dir, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    brightfield = next(kinds_dir.glob("brightfield_*.png"))
+    (inputs / brightfield.name).write_bytes(brightfield.read_bytes())
+    assert main(["segment", "--model", "fluo_nuclei", "--prob-thresh", "0.999", "--input", str(inputs),
+                 "--output", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert (f"warning: {inputs / brightfield.name}: no objects found although the image is not blank (it looks "
+            "like brightfield") in err
+    assert "wrong polarity" in err
+    assert not tifffile.imread(tmp_path / "out" / f"{brightfield.stem}.tif").any()

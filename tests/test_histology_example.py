@@ -14,7 +14,7 @@ import tifffile
 
 from cellprofiler_run import run_pipeline
 from nucleai import metrics, models, predict
-from testdata import EXAMPLES, HISTOLOGY
+from testdata import DEFAULT_PRECISION, EXAMPLES, HISTOLOGY
 
 MODEL = "histo_nuclei"
 
@@ -32,7 +32,7 @@ def test_the_bundled_colour_model_is_a_three_channel_detector():
 def test_runstarconvex_segments_histology_as_the_backend_does(histology_run):
     rows = histology_run.tables["Image"]
     assert sorted(row["FileName_HE"] for row in rows) == sorted(p.name for p in HISTOLOGY.glob("*.png"))
-    model = models.load(MODEL)
+    model = models.load(MODEL, precision=DEFAULT_PRECISION)
     for row in rows:
         stem = Path(row["FileName_HE"]).stem
         truth = tifffile.imread(HISTOLOGY / f"{stem}.tif")

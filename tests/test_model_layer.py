@@ -82,7 +82,7 @@ def test_a_build_logs_one_line_and_a_cache_hit_none(bundled, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("nucleai")]
     assert len(lines) == 1, lines
     assert "fluo_refine" in lines[0] and str(bundled / "fluo_refine") in lines[0]
-    assert lines[0].endswith(" s")
+    assert lines[0].endswith(" s, float32 (chosen)")
 
 
 def test_every_spec_has_the_common_protocol(bundled):

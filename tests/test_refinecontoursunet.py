@@ -25,7 +25,7 @@ from cellprofiler_run import run_pipeline
 from nucleai import models
 from nucleai.errors import InputError
 from nucleai.refine import apply, unet
-from testdata import BLANK_FIELD, EXAMPLES, IMAGES, REPO
+from testdata import BLANK_FIELD, EXAMPLES, IMAGES, DEFAULT_PRECISION, REPO
 from tiny_model import synthetic_image, tiny_model_dir
 from tiny_unet import tiny_unet_dir
 
@@ -82,7 +82,7 @@ def lenient(model_dir, **values):
 def test_objects_equal_the_backends_and_parents_follow_the_provenance(model_dir, scene):
     image, truth, objects = scene
     workspace = run_module(lenient(model_dir), {"DNA": image}, objects)
-    expected = apply.refine_image(image, objects, models.load(model_dir, kind="unet"), apply.RefineOptions(**LENIENT)).refinement
+    expected = apply.refine_image(image, objects, models.load(model_dir, kind="unet", precision=DEFAULT_PRECISION), apply.RefineOptions(**LENIENT)).refinement
     refined = workspace.object_set.get_objects("RefinedNuclei").segmented
     np.testing.assert_array_equal(refined, expected.labels)
     m = workspace.measurements
@@ -106,7 +106,7 @@ def test_objects_equal_the_backends_and_parents_follow_the_provenance(model_dir,
 def test_change_measurements(model_dir, scene):
     image, truth, objects = scene
     workspace = run_module(lenient(model_dir), {"DNA": image}, objects)
-    expected = apply.refine_image(image, objects, models.load(model_dir, kind="unet"), apply.RefineOptions(**LENIENT)).refinement
+    expected = apply.refine_image(image, objects, models.load(model_dir, kind="unet", precision=DEFAULT_PRECISION), apply.RefineOptions(**LENIENT)).refinement
     m = workspace.measurements
     counts = expected.counts()
     assert counts["small"] >= 1  # the speck
@@ -166,7 +166,7 @@ def test_the_probability_map_can_be_saved(model_dir, scene):
     workspace = run_module(lenient(model_dir, save_probability=True, probability_name="P"), {"DNA": image}, objects)
     prob = workspace.image_set.get_image("P").pixel_data
     assert prob.shape == image.shape and 0 <= prob.min() and prob.max() <= 1
-    np.testing.assert_array_equal(prob, unet.predict_probability(image, models.load(model_dir, kind="unet")))
+    np.testing.assert_array_equal(prob, unet.predict_probability(image, models.load(model_dir, kind="unet", precision=DEFAULT_PRECISION)))
 
 
 def test_tiles_and_colour_channel_reach_the_backend(model_dir, scene):
@@ -250,12 +250,16 @@ def test_settings_survive_saving_and_loading(model_dir):
     loaded = Pipeline()
     loaded.load(io.StringIO(text.getvalue()))
     (copy,) = loaded.modules()
-    assert copy.variable_revision_number == 2
+    assert copy.variable_revision_number == 3
     assert [s.value_text for s in copy.settings()] == [s.value_text for s in module.settings()]
     values = [s.value_text for s in module.settings()]
-    assert module.upgrade_settings(values, 2, "RefineContoursUNet") == (values, 2)
-    # a revision-1 pipeline (before the failure setting) loads with the default appended
-    assert module.upgrade_settings(values[:-1], 1, "RefineContoursUNet") == (values[:-1] + [ON_FAILURE_FLAG], 2)
+    assert module.upgrade_settings(values, 3, "RefineContoursUNet") == (values, 3)
+    # revision 2 (before precision and GPU memory) loads with their defaults appended, revision 1
+    # (before the failure setting too) with all three
+    revision_2 = values[:-2]
+    assert module.upgrade_settings(revision_2, 2, "RefineContoursUNet") == (revision_2 + ["Automatic", "0"], 3)
+    assert module.upgrade_settings(revision_2[:-1], 1, "RefineContoursUNet") == (
+        revision_2[:-1] + [ON_FAILURE_FLAG, "Automatic", "0"], 3)
 
 
 def test_measurement_columns_categories_and_relationships(model_dir):
@@ -273,6 +277,8 @@ def test_measurement_columns_categories_and_relationships(model_dir):
     assert "Parent" in module.get_categories(pipeline, "RefinedNuclei")
     assert "BoundaryShift" in module.get_measurements(pipeline, "RefinedNuclei", "RefineContoursUNet")
     assert "RemovedSmall" in module.get_measurements(pipeline, "Image", "RefineContoursUNet")
+    assert "Precision" in module.get_measurements(pipeline, "Image", "RefineContoursUNet")
+    assert ("Image", "RefineContoursUNet_Precision_RefinedNuclei", "varchar(16)") in columns
     assert module.get_measurement_objects(pipeline, "Image", "RefineContoursUNet", "Merged") == ["RefinedNuclei"]
     assert module.get_object_relationships(pipeline) == [
         ("Parent", "Detected", "RefinedNuclei", "AvailableEachCycle")]

@@ -3,9 +3,11 @@
 The in-process tests build a CellProfiler workspace around one module, as CellProfiler's own
 module tests do. The integration test runs ``example_pipelines/starconvex_nuclei.cppipe``
 headless on the bundled images with ``--plugins-directory plugins`` and the bundled model
-``fluo_nuclei``, and checks that the downstream modules measured RunStarConvex's objects.
+``fluo_nuclei``, and checks that the downstream modules measured RunStarConvex's objects; another
+runs ``brightfield_nuclei.cppipe`` (the *Automatic* model choice) on the brightfield examples.
 """
 import io
+import logging
 
 import numpy as np
 import pytest
@@ -19,9 +21,9 @@ from cellprofiler_core.pipeline import Pipeline
 from cellprofiler_core.setting import ValidationError
 from cellprofiler_core.utilities.core.modules import fill_modules
 from cellprofiler_run import FakeFigure, run_module, run_pipeline
-from nucleai import models, predict
+from nucleai import metrics, modality, models, predict, runtime
 from nucleai.errors import InputError
-from testdata import BLANK_FIELD, EXAMPLES, IMAGES, ground_truth_of
+from testdata import BLANK_FIELD, BRIGHTFIELD, EXAMPLES, HISTOLOGY, IMAGES, DEFAULT_PRECISION, ground_truth_of
 from tiny_model import synthetic_image, tiny_model_dir
 
 PIPELINE = EXAMPLES / "starconvex_nuclei.cppipe"
@@ -53,7 +55,7 @@ def make_module(model_dir, **values):
 def test_objects_and_measurements(model_dir, image):
     module = make_module(model_dir)
     workspace = run_module(module, {"DNA": image})
-    expected = predict.segment(image, models.load(model_dir))
+    expected = predict.segment(image, models.load(model_dir, precision=DEFAULT_PRECISION))
     objects = workspace.object_set.get_objects("Nuclei")
     np.testing.assert_array_equal(objects.segmented, expected.labels)
     m = workspace.measurements
@@ -66,6 +68,32 @@ def test_objects_and_measurements(model_dir, image):
     np.testing.assert_array_equal(probability, expected.probabilities)
     assert ((probability > 0.5) & (probability <= 1)).all()
     assert "NucleiProbability" not in workspace.image_set.names
+
+
+@pytest.mark.parametrize("setting", ["Automatic", "float32", "bfloat16"])
+def test_the_precision_setting_picks_the_network_and_is_recorded(model_dir, image, setting):
+    module = make_module(model_dir, precision=setting)
+    workspace = run_module(module, {"DNA": image})
+    chosen = runtime.resolve_precision("auto" if setting == "Automatic" else setting).name
+    model = models.load(model_dir, precision=chosen)
+    assert model.precision == chosen
+    np.testing.assert_array_equal(workspace.object_set.get_objects("Nuclei").segmented,
+                                  predict.segment(image, model).labels)
+    assert workspace.measurements.get_current_image_measurement("StarConvex_Precision_Nuclei") == chosen
+
+
+def test_a_gpu_memory_cap_is_validated_and_harmless_without_a_gpu(model_dir, image):
+    module = make_module(model_dir, gpu_memory="-5")
+    with pytest.raises(ValidationError, match="Must be at least 0, was -5"):
+        module.gpu_memory.test_valid(Pipeline())
+    # without a GPU the cap is a no-op (tests/test_runtime.py checks it on a GPU)
+    if not runtime_has_gpu():
+        workspace = run_module(make_module(model_dir, gpu_memory="512"), {"DNA": image})
+        assert workspace.measurements.get_current_image_measurement("Count_Nuclei") > 0
+
+
+def runtime_has_gpu():
+    return bool(runtime.prepare_tensorflow().config.list_physical_devices("GPU"))
 
 
 def test_the_probability_map_can_be_saved_as_an_image(model_dir, image):
@@ -83,7 +111,7 @@ def test_thresholds_tiles_and_rescaling_reach_the_backend(model_dir, image):
         model_diameter=15.0,
     )
     workspace = run_module(module, {"DNA": image})
-    expected = predict.segment(image, models.load(model_dir), predict.SegmentOptions(
+    expected = predict.segment(image, models.load(model_dir, precision=DEFAULT_PRECISION), predict.SegmentOptions(
         prob_thresh=0.7, nms_thresh=0.3, tiles=(2, 3), object_diameter=18.0, model_diameter=15.0))
     np.testing.assert_array_equal(workspace.object_set.get_objects("Nuclei").segmented,
                                   expected.labels)
@@ -96,7 +124,7 @@ def test_a_mask_restricts_the_objects(model_dir, image):
     workspace = run_module(module, {"DNA": image, "Mask": mask})
     labels = workspace.object_set.get_objects("Nuclei").segmented
     assert labels.max() > 0 and not labels[:, 80:].any()
-    expected = predict.segment(image, models.load(model_dir), mask=mask)
+    expected = predict.segment(image, models.load(model_dir, precision=DEFAULT_PRECISION), mask=mask)
     np.testing.assert_array_equal(labels, expected.labels)
 
 
@@ -106,11 +134,11 @@ def test_the_images_own_mask_is_respected_and_combined_with_the_mask_setting(mod
     extra = np.zeros(image.shape, bool)
     extra[40:, :] = True
     masked = run_module(make_module(model_dir), {"DNA": Image(image, mask=own)})
-    expected = predict.segment(image, models.load(model_dir), mask=own)
+    expected = predict.segment(image, models.load(model_dir, precision=DEFAULT_PRECISION), mask=own)
     np.testing.assert_array_equal(masked.object_set.get_objects("Nuclei").segmented, expected.labels)
     both = run_module(make_module(model_dir, use_mask=True, mask_name="Mask"),
                       {"DNA": Image(image, mask=own), "Mask": extra})
-    expected = predict.segment(image, models.load(model_dir), mask=own & extra)
+    expected = predict.segment(image, models.load(model_dir, precision=DEFAULT_PRECISION), mask=own & extra)
     np.testing.assert_array_equal(both.object_set.get_objects("Nuclei").segmented, expected.labels)
 
 
@@ -217,12 +245,16 @@ def test_settings_survive_saving_and_loading(model_dir):
     loaded = Pipeline()
     loaded.load(io.StringIO(text.getvalue()))
     (copy,) = loaded.modules()
-    assert copy.variable_revision_number == 2
+    assert copy.variable_revision_number == 3
     assert [s.value_text for s in copy.settings()] == [s.value_text for s in module.settings()]
     values = [s.value_text for s in module.settings()]
-    assert module.upgrade_settings(values, 2, "RunStarConvex") == (values, 2)
-    # a revision-1 pipeline (before the failure setting) loads with the default appended
-    assert module.upgrade_settings(values[:-1], 1, "RunStarConvex") == (values[:-1] + [ON_FAILURE_FLAG], 2)
+    assert module.upgrade_settings(values, 3, "RunStarConvex") == (values, 3)
+    # revision 2 (before precision and GPU memory) loads with their defaults appended, revision 1
+    # (before the failure setting too) with all three
+    revision_2 = values[:-2]
+    assert module.upgrade_settings(revision_2, 2, "RunStarConvex") == (revision_2 + ["Automatic", "0"], 3)
+    assert module.upgrade_settings(revision_2[:-1], 1, "RunStarConvex") == (
+        revision_2[:-1] + [ON_FAILURE_FLAG, "Automatic", "0"], 3)
 
 
 def test_measurement_columns_and_categories(model_dir):
@@ -232,7 +264,8 @@ def test_measurement_columns_and_categories(model_dir):
     assert ("Nuclei", "StarConvex_Probability", "float") in columns
     assert ("Image", "Count_Nuclei", "integer") in columns
     assert ("Image", "StarConvex_Status_Nuclei", "varchar(255)") in columns
-    assert module.get_measurements(pipeline, "Image", "StarConvex") == ["Status"]
+    assert ("Image", "StarConvex_Precision_Nuclei", "varchar(16)") in columns
+    assert module.get_measurements(pipeline, "Image", "StarConvex") == ["Status", "Precision"]
     assert "StarConvex" in module.get_categories(pipeline, "Nuclei")
     assert module.get_measurements(pipeline, "Nuclei", "StarConvex") == ["Probability"]
     assert module.get_measurements(pipeline, "Nuclei", "Location") == [
@@ -284,7 +317,7 @@ def test_downstream_modules_measure_runstarconvex_objects(example_run):
 
 
 def test_the_saved_labels_equal_the_backends(example_run):
-    model = models.load("fluo_nuclei")
+    model = models.load("fluo_nuclei", precision=DEFAULT_PRECISION)
     saved = example_run.files("*_nuclei_labels.tiff")
     assert len(saved) == len(list(IMAGES.glob("*.png")))
     for path in saved:
@@ -311,3 +344,124 @@ def test_display_shows_input_probability_and_outlines(model_dir, image, colour):
     labels = outlines[4]["cplabels"][0]["labels"][0]
     assert labels.max() == workspace.measurements.get_current_image_measurement("Count_Nuclei")
     assert "Objects" in shown[(1, 1)][4]["row_labels"]
+
+
+# ------------------------------------------------------------------------------------------------
+# The automatic model choice (nucleai.modality), its measurements, and the no-objects warning
+
+BRIGHTFIELD_PIPELINE = EXAMPLES / "brightfield_nuclei.cppipe"
+
+
+def automatic_module(**values):
+    module = runstarconvex.RunStarConvex()
+    module.set_module_num(1)
+    module.x_name.value = "DNA"
+    for name, value in values.items():
+        getattr(module, name).value = value
+    return module
+
+
+def test_new_modules_choose_automatically_and_saved_pipelines_keep_their_model():
+    module = runstarconvex.RunStarConvex()
+    assert module.model_source.value == runstarconvex.MODEL_BUNDLED
+    assert module.bundled_model.value == runstarconvex.MODEL_AUTOMATIC
+    assert module.bundled_model.choices[0] == runstarconvex.MODEL_AUTOMATIC
+    assert {"fluo_nuclei", "histo_nuclei"} <= set(module.bundled_model.choices)
+    assert module.model_is_automatic() and module.channel not in module.visible_settings()
+    module.bundled_model.value = "fluo_nuclei"
+    assert not module.model_is_automatic() and module.channel in module.visible_settings()
+    fill_modules()
+    pipeline = Pipeline()
+    pipeline.load(str(PIPELINE))
+    (saved,) = [m for m in pipeline.modules() if m.module_name == "RunStarConvex"]
+    assert saved.bundled_model.value == "fluo_nuclei" and not saved.model_is_automatic()
+    pipeline.load(str(BRIGHTFIELD_PIPELINE))
+    (saved,) = [m for m in pipeline.modules() if m.module_name == "RunStarConvex"]
+    assert saved.model_is_automatic()
+
+
+def test_the_automatic_choice_declares_its_measurements(model_dir):
+    pipeline = Pipeline()
+    module = automatic_module()
+    columns = module.get_measurement_columns(pipeline)
+    for column in (("Image", "StarConvex_ImageKind_Nuclei", "varchar(64)"),
+                   ("Image", "StarConvex_Model_Nuclei", "varchar(64)"),
+                   ("Image", "StarConvex_Inverted_Nuclei", "integer")):
+        assert column in columns
+    assert module.get_measurements(pipeline, "Image", "StarConvex") == ["Status", "Precision", "ImageKind", "Model", "Inverted"]
+    assert module.get_measurement_objects(pipeline, "Image", "StarConvex", "Model") == ["Nuclei"]
+    chosen = make_module(model_dir)  # a chosen model records no decision
+    assert not any("ImageKind" in column[1] for column in chosen.get_measurement_columns(pipeline))
+    assert chosen.get_measurements(pipeline, "Image", "StarConvex") == ["Status", "Precision"]
+
+
+def test_the_automatic_choice_segments_and_records_the_decision():
+    for path, kind, model in ((sorted(BRIGHTFIELD.glob("*.png"))[0], "brightfield", "histo_nuclei"),
+                              (sorted(HISTOLOGY.glob("*.png"))[0], "histology", "histo_nuclei"),
+                              (IMAGES / "nuclei_05040e2e.png", "fluorescence", "fluo_nuclei")):
+        pixels = skimage.io.imread(path) / 255.0  # as CellProfiler holds it
+        module = automatic_module()
+        module.validate_module(Pipeline())
+        workspace = run_module(module, {"DNA": pixels})
+        m = workspace.measurements
+        assert m["Image", "StarConvex_ImageKind_Nuclei"] == kind
+        assert m["Image", "StarConvex_Model_Nuclei"] == model
+        assert m["Image", "StarConvex_Inverted_Nuclei"] == 0
+        assert m["Image", "StarConvex_Status_Nuclei"] == "ok"
+        result, decision = modality.segment_auto(pixels, precision=DEFAULT_PRECISION)
+        np.testing.assert_array_equal(workspace.object_set.get_objects("Nuclei").segmented, result.labels)
+        assert m["Image", "Count_Nuclei"] == result.count > 5
+    flagged = run_module(automatic_module(), {"DNA": np.full((40, 40), np.nan)})
+    m = flagged.measurements
+    assert m["Image", "StarConvex_Status_Nuclei"] == "error: image has NaN or infinite pixels"
+    assert m["Image", "StarConvex_ImageKind_Nuclei"] == m["Image", "StarConvex_Model_Nuclei"] == "none"
+
+
+def test_the_automatic_choice_needs_a_model_for_every_kind(tmp_path, monkeypatch):
+    only_fluo = tmp_path / "models"
+    only_fluo.mkdir()
+    (only_fluo / "fluo_nuclei").symlink_to(models.bundled_model_dir("fluo_nuclei"))
+    monkeypatch.setenv(models.MODELS_DIR_ENV, str(only_fluo))
+    module = automatic_module()
+    with pytest.raises(ValidationError, match="no model for histology images") as error:
+        module.validate_module(Pipeline())
+    assert error.value.get_setting() is module.bundled_model
+
+
+def test_no_objects_in_an_image_that_is_not_blank_is_logged_and_flagged(caplog):
+    caplog.set_level(logging.WARNING)
+    pixels = skimage.io.imread(sorted(BRIGHTFIELD.glob("*.png"))[0]) / 255.0
+    module = automatic_module(bundled_model="fluo_nuclei", use_model_thresholds=False, prob_thresh=0.999)
+    workspace = run_module(module, {"DNA": pixels})
+    assert workspace.measurements["Image", "Count_Nuclei"] == 0
+    assert workspace.measurements["Image", "StarConvex_Status_Nuclei"] == (
+        "warning: no objects found although the image is not blank")
+    assert "RunStarConvex: image 'DNA'" in caplog.text and "it looks like brightfield" in caplog.text
+    assert "wrong polarity" in caplog.text
+    caplog.clear()
+    blank = run_module(automatic_module(), {"DNA": np.zeros((64, 64))})  # nothing to segment: no warning
+    assert blank.measurements["Image", "StarConvex_Status_Nuclei"] == "blank"
+    assert blank.measurements["Image", "StarConvex_ImageKind_Nuclei"] == "no contrast"
+    assert "not blank" not in caplog.text
+
+
+@pytest.fixture(scope="module")
+def brightfield_run(tmp_path_factory):
+    return run_pipeline(BRIGHTFIELD_PIPELINE, BRIGHTFIELD, tmp_path_factory.mktemp("brightfield"))
+
+
+def test_the_brightfield_example_chooses_automatically_and_scores_itself(brightfield_run):
+    assert "Bundled model:Automatic" in BRIGHTFIELD_PIPELINE.read_text()
+    rows = brightfield_run.tables["Image"]
+    assert sorted(row["FileName_Brightfield"] for row in rows) == sorted(p.name for p in BRIGHTFIELD.glob("*.png"))
+    for row in rows:
+        path = BRIGHTFIELD / row["FileName_Brightfield"]
+        assert row["StarConvex_ImageKind_Nuclei"] == "brightfield"
+        assert row["StarConvex_Model_Nuclei"] == "histo_nuclei" and row["StarConvex_Inverted_Nuclei"] == "0"
+        assert row["StarConvex_Status_Nuclei"] == "ok"
+        result, _ = modality.segment_auto(skimage.io.imread(path), precision=DEFAULT_PRECISION)
+        truth = tifffile.imread(path.with_suffix(".tif"))
+        assert float(row["Count_Nuclei"]) == result.count > 0.5 * truth.max()
+        dsb = float(row["Evaluation_DSBScore_GroundTruth_Nuclei"])
+        assert dsb == pytest.approx(metrics.evaluate_image(truth, result.labels).dsb_score, abs=1e-9)
+        assert dsb > 0.05  # fluo_nuclei on these images as they are scores 0

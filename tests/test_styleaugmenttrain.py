@@ -12,6 +12,7 @@ import io
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -178,6 +179,20 @@ def test_prepare_run_empties_only_its_own_staging_folder(tmp_path, scene):
     assert module.prepare_run(workspace) is False
     assert "was not written by StyleAugmentTrain" in errors[0].message and "'Model name'" in errors[0].message
     assert (tmp_path / "model" / "training_data" / "mine.txt").is_file()
+
+
+def test_too_few_image_sets_are_reported_before_the_run(tmp_path, scene):
+    for values, n_image_sets, message in (
+            ({}, 2, r"style augmentation needs unannotated image sets .* only 2 .*'Use style augmentation\?'"),
+            ({"use_style": False}, 1, r"the run has 1 image set\(s\).*'Select the ground-truth objects'")):
+        module = make_module(tmp_path, base_source=MODEL_BUNDLED, **values)
+        pipeline, workspace = prepare(module, n_image_sets)
+        errors = []
+        pipeline.add_listener(lambda _, event: errors.append(event))
+        assert module.prepare_run(workspace) is False
+        assert re.search(message, errors[0].message), errors[0].message
+    module = make_module(tmp_path, base_source=MODEL_BUNDLED)
+    assert module.prepare_run(prepare(module, 3)[1]) is True
 
 
 # ------------------------------------------------------------------------------------------------
@@ -442,11 +457,108 @@ def test_display_shows_the_staged_image_set_and_the_training_summary(tmp_path, s
     shown = {call[1]: call for call in figure.calls[1:]}
     assert shown[(0, 0)][4]["cplabels"][0]["name"] == "Truth"
     assert shown[(1, 0)][4]["row_labels"][0] == "Staged as"
+    assert shown[(1, 0)][2] == (3, 1) and shown[(1, 0)][4]["row_labels"][2] == "File"
     run_module(module, image, labels, number=2)
     module.post_run(workspace)
-    figure = FakeFigure()
+    figure = RecordingFigure()
     module.display_post_run(workspace, figure)
+    assert figure.calls[0] == ("set_subplots", ((1, 1),)), "the image set's picture is cleared"
     assert "Validation DSB score" in figure.calls[1][4]["row_labels"]
+    assert figure.calls[-1] == ("draw_idle",), "and the canvas redrawn"
+
+
+class RecordingFigure(FakeFigure):
+    """A FakeFigure that keeps a table's values, and records redraw requests of its canvas."""
+
+    def __init__(self):
+        super().__init__()
+        self.figure = SimpleNamespace(canvas=SimpleNamespace(draw_idle=lambda: self.calls.append(("draw_idle",))))
+
+    def subplot_table(self, x, y, statistics, **kwargs):
+        self.calls.append(("subplot_table", (x, y), statistics, None, kwargs))
+
+
+def test_the_staged_file_is_shown_inside_the_output_folder_and_long_values_are_wrapped(tmp_path, scene):
+    image, labels = scene
+    module = make_module(tmp_path / ("a_long_folder_name_" * 4), use_style=False)
+    module.show_window = True
+    workspace = run_module(module, image, labels, file_name="a very long file name of a well.png")
+    path = "model/training_data/images/00001_a_very_long_file_name_of_a_well.tif"
+    assert dict(workspace.display_data.statistics)["File"] == path
+    figure = RecordingFigure()
+    module.display(workspace, figure)
+    name, _, values, _, keywords = figure.calls[-1]
+    assert name == "subplot_table" and keywords["row_labels"] == ["Staged as", "Objects", "File"]
+    shown = values[2][0]
+    assert shown == "model/training_data/images/\n00001_a_very_long_file_name_of_a_well.tif"
+    assert all(len(line) <= styleaugmenttrain.WRAP for line in shown.split("\n"))
+    assert styleaugmenttrain._wrapped("x" * 100).split("\n") == ["x" * 44, "x" * 44, "x" * 12]
+
+
+# ------------------------------------------------------------------------------------------------
+# Stop Analysis and progress, through CellProfiler's analysis runner (the GUI's side without wx)
+
+
+def analysis_workspace(module, workspace, cancel_when):
+    """``workspace`` as CellProfiler's analysis runner hands it to ``post_run`` in the GUI (its
+    post-run display handler is the runner's); the runner's event listener (the GUI's) records
+    every post-run display request's rows and cancels the analysis, as Stop Analysis does
+    (``Runner.cancel`` sets ``cancelled``; here no worker or thread is running to be stopped),
+    when ``cancel_when(rows)``. Returns (workspace, the rows seen, the time of the cancel)."""
+    from cellprofiler_core.analysis._runner import Runner
+    from cellprofiler_core.analysis.request import DisplayPostRun
+
+    seen, cancelled_at = [], []
+
+    def listener(event):
+        assert isinstance(event, DisplayPostRun) and event.module_num == module.module_num
+        rows = dict(event.display_data.summary)
+        seen.append(rows)
+        if not runner.cancelled and cancel_when(rows):
+            runner.cancelled = True
+            cancelled_at.append(time.monotonic())
+
+    runner = Runner("analysis", workspace.pipeline, b"", listener)
+    workspace.post_run_display_handler = runner.post_run_display_handler
+    return workspace, seen, cancelled_at
+
+
+def stop_module(tmp_path, model_dir):
+    module = valid_module(tmp_path, model_dir, use_style=False, steps_per_epoch=2, epochs=50, patch_size=32,
+                          batch_size=1)
+    module.show_window = True
+    return module
+
+
+def test_stop_analysis_during_training_keeps_the_best_epoch_as_a_complete_model(tmp_path, model_dir, scene):
+    module = stop_module(tmp_path, model_dir)
+    workspace, seen, cancelled_at = analysis_workspace(
+        module, stage(module, scene, 3, 0), lambda rows: rows.get("Training", "").startswith("epoch 2 "))
+    module.post_run(workspace)
+    assert cancelled_at and time.monotonic() - cancelled_at[0] < 30, "stopped within seconds"
+    shown = seen[-1]
+    assert shown["Training loss"] and shown["Time left"] and shown["Training"].endswith("of 50, step 2 of 2")
+    summary = dict(workspace.display_data.summary)
+    epochs = int(summary["Epochs"].split()[0])
+    assert 1 <= epochs < 50 and summary["Epochs"].endswith("(stopped on request; best epoch so far kept, run "
+                                                           "again to continue)")
+    folder = tmp_path / "model"
+    assert json.loads((folder / "train_state.json").read_text())["epochs_done"] == epochs
+    assert "stopped on request" in (folder / "MODEL.md").read_text()
+    assert models.read_spec(folder).prob_thresh == float(summary["Probability threshold"])
+    assert predict.segment(scene[0], models.load(folder)).labels.shape == scene[1].shape
+
+
+def test_stop_analysis_before_the_first_epoch_ends_keeps_no_model(tmp_path, model_dir, scene, caplog):
+    module = stop_module(tmp_path, model_dir)
+    workspace, seen, _ = analysis_workspace(module, stage(module, scene, 3, 0), lambda rows: True)
+    with caplog.at_level("INFO"):
+        module.post_run(workspace)
+    assert dict(workspace.display_data.summary)["Training"] == ("stopped before its first epoch ended: no model "
+                                                                "was kept")
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["training_data"]
+    assert "stopped on request before any epoch ended; nothing was kept" in caplog.text
+    assert "ERROR" not in caplog.text
 
 
 # ------------------------------------------------------------------------------------------------
@@ -508,6 +620,7 @@ def test_a_headless_run_trains_a_model_with_styles(trained):
     assert len(list((staging / "unlabeled").glob("*.tif"))) == N_UNANNOTATED
     assert list((model / "styles").glob("style_*_real_vs_synthetic.png"))
     assert "StyleAugmentTrain: Validation DSB score" in run.log
+    assert re.search(r"StyleAugmentTrain: epoch 1/2, step 1/4, training loss \d\.\d{4}, .* left", run.log)
     assert json.loads((model / "nucleai.json").read_text())["object_diameter"] > 0
     card = (model / "MODEL.md").read_text()
     assert "CellProfiler module StyleAugmentTrain" in card

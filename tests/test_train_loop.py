@@ -142,3 +142,50 @@ def test_bad_input(tmp_path):
     with pytest.raises(InputError, match="training pair 0"):
         fit(tiny_network(), foreground, [binary_crossentropy()], [(image, labels[:-1])], pairs(1, 1), tmp_path,
             settings())
+
+
+# ------------------------------------------------------------------------------------------------
+# stopping on request (CellProfiler's Stop Analysis) and progress for a front end
+
+
+def test_a_stop_drops_the_unfinished_epoch_and_keeps_the_last_whole_one(tmp_path):
+    train, val = pairs(4, 0), pairs(2, 1)
+    seen, messages = [], []
+    result = loop.fit(tiny_network(), foreground, [binary_crossentropy()], train, val, tmp_path,
+                      settings(epochs=3), progress=False, log=messages.append, on_progress=seen.append,
+                      should_stop=lambda: bool(seen) and (seen[-1].epoch, seen[-1].step) == (2, 2))
+    assert result.stopped == "stopped" and result.epochs_done == 1 and result.best_epoch == 1
+    assert len(result.history) == 1
+    assert [(p.epoch, p.step) for p in seen] == [(1, s) for s in range(1, 6)] + [(2, 1), (2, 2)]
+    assert all(p.epochs == 3 and p.steps == 5 and np.isfinite(p.loss) and p.loss > 0 for p in seen)
+    assert seen[0].seconds_left > 0 and seen[-1].seconds_left < seen[0].seconds_left
+    assert any("stopped on request during epoch 2" in m for m in messages)
+    state = json.loads((tmp_path / loop.STATE_FILE).read_text())
+    assert state["epochs_done"] == 1 and state["stopped"] is None, "the checkpoint is that of epoch 1"
+    # resumable: the stopped run goes on as if it had never stopped
+    resumed = loop.fit(tiny_network(), foreground, [binary_crossentropy()], train, val, tmp_path,
+                       settings(epochs=3), progress=False)
+    straight = loop.fit(tiny_network(), foreground, [binary_crossentropy()], train, val, tmp_path / "straight",
+                        settings(epochs=3), progress=False)
+    assert resumed.epochs_done == 3 and resumed.stopped == "epochs"
+    np.testing.assert_allclose([h["val_loss"] for h in resumed.history],
+                               [h["val_loss"] for h in straight.history], rtol=1e-5)
+
+
+def test_a_stop_before_the_first_epoch_ends_keeps_no_weights(tmp_path):
+    seen = []
+    with pytest.raises(loop.TrainingStopped, match="before its first epoch ended"):
+        loop.fit(tiny_network(), foreground, [binary_crossentropy()], pairs(4, 0), pairs(2, 1), tmp_path,
+                 settings(epochs=3), progress=False, on_progress=seen.append, should_stop=lambda: len(seen) == 2)
+    assert len(seen) == 2
+    for name in (loop.BEST_WEIGHTS, loop.LAST_WEIGHTS, loop.STATE_FILE, loop.LOSS_CURVE):
+        assert not (tmp_path / name).exists()
+
+
+def test_seconds_left_counts_the_steps_left_within_the_time_budget():
+    plain = settings(epochs=3, steps_per_epoch=5)
+    assert loop.seconds_left(plain, 1, 2, 0.5, elapsed=0) == pytest.approx((2 * 5 - 2) * 0.5)
+    assert loop.seconds_left(plain, 3, 0, 0.5, elapsed=0) == 0
+    budget = settings(epochs=3, steps_per_epoch=5, minutes=0.05)  # 3 s
+    assert loop.seconds_left(budget, 1, 2, 0.5, elapsed=1.0) == pytest.approx(2.0)
+    assert loop.seconds_left(budget, 1, 2, 0.5, elapsed=10.0) == 0

@@ -198,3 +198,52 @@ def test_a_checkpoint_is_resumed_only_by_the_run_it_records(tmp_path):
     (tmp_path / "mine.txt").write_text("kept")
     record.clear_run(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
+
+
+# ------------------------------------------------------------------------------------------------
+# stopping on request (CellProfiler's Stop Analysis): a complete model, or nothing
+
+
+def test_a_run_stopped_after_an_epoch_is_a_complete_model_that_says_so(tmp_path):
+    from nucleai import models
+    from nucleai.predict import SegmentOptions, segment
+    from nucleai.train import card, loop, record
+
+    samples = [data.Sample(f"s{i}", *scene(i)) for i in range(3)]
+    options = TrainOptions(steps_per_epoch=2, epochs=3, patch_size=32, batch_size=1, seed=4)
+    out = tmp_path / "model"
+    seen = []
+    run = run_training(samples, out, options, base=tiny_model_dir(), on_progress=seen.append,
+                       should_stop=lambda: bool(seen) and seen[-1].epoch == 2)
+    training = run.detector.training
+    assert training.stopped == "stopped" and training.epochs_done == 1 and training.best_epoch == 1
+    assert [(p.epoch, p.step) for p in seen] == [(1, 1), (1, 2), (2, 1)]
+    assert dict(run.summary())["Epochs"] == "1 (stopped on request; best epoch so far kept, run again to continue)"
+    assert "stopped on request" in (out / card.CARD_FILE).read_text()
+    spec = models.read_spec(out)
+    assert (spec.prob_thresh, spec.nms_thresh) == (run.detector.prob_thresh, run.detector.nms_thresh)
+    assert segment(samples[0].image, models.load(out), SegmentOptions()).labels.shape == samples[0].labels.shape
+    # a stop before the next call's first epoch ends leaves the folder as it was
+    kept = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()}
+    assert {loop.STATE_FILE, loop.BEST_WEIGHTS, "thresholds.json", "nucleai.json", card.CARD_FILE,
+            record.RECORD_FILE} <= set(kept)
+    with pytest.raises(loop.TrainingStopped):
+        run_training(samples, out, options, base=tiny_model_dir(), should_stop=lambda: True)
+    assert {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()} == kept
+    # and the run continues where it was stopped
+    again = run_training(samples, out, options, base=tiny_model_dir())
+    assert again.detector.training.epochs_done == 3 and again.detector.training.stopped == "epochs"
+
+
+def test_a_run_stopped_before_its_first_epoch_ends_leaves_nothing(tmp_path):
+    from nucleai.train.loop import TrainingStopped
+
+    samples = [data.Sample(f"s{i}", *scene(i)) for i in range(3)]
+    options = TrainOptions(steps_per_epoch=2, epochs=3, patch_size=32, batch_size=1, seed=4)
+    said = []
+    for should_stop in (lambda: True, lambda: bool(said) and said[-1].step == 1):
+        out = tmp_path / f"model{len(said)}"
+        with pytest.raises(TrainingStopped):
+            run_training(samples, out, options, base=tiny_model_dir(), should_stop=should_stop,
+                         on_progress=said.append)
+        assert list(out.iterdir()) == [], "nothing of the run is left"

@@ -246,3 +246,20 @@ def test_style_grid_errors(tmp_path):
         save_style_grid(tmp_path / "x.png", [labels], [labels[:10]], [], [])
     with pytest.raises(InputError, match="does not exist"):
         save_style_grid(tmp_path / "missing" / "x.png", [labels], [labels], [], [])
+
+
+def test_shapes_of_another_kind_take_the_style_sizes():
+    """Real shapes pooled from other images are shown at the style's nucleus size."""
+    small = np.zeros((64, 64), np.uint16)
+    for i, (y, x) in enumerate([(10, 10), (10, 40), (40, 10), (40, 40)], start=1):
+        small[y:y + 8, x:x + 8] = i  # 8 px squares: equivalent diameter ~9 px
+    style_stats = synthetic_masks.measure_objects([small])
+    pool = [np.ones((40, 20), bool), np.ones((30, 30), bool)]  # big shapes of another kind
+    stats = synthetic_masks.with_shapes_of(style_stats, pool, seed=1)
+    diameters = [2 * np.sqrt(shape.sum() / np.pi) for shape in stats.shapes]
+    assert len(stats.shapes) == 2
+    assert np.allclose(diameters, style_stats.diameters.mean(), rtol=0.2)
+    assert stats.shapes[0].shape[0] > stats.shapes[0].shape[1]  # the outline is kept
+    assert stats.density == style_stats.density and stats.n_objects == style_stats.n_objects
+    with pytest.raises(InputError, match="non-empty"):
+        synthetic_masks.with_shapes_of(style_stats, [np.zeros((3, 3), bool)])

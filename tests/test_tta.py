@@ -10,6 +10,7 @@ from nucleai.cli import main
 from nucleai.errors import InputError
 from nucleai.predict import SegmentOptions
 from nucleai.tta import MergeOptions, TTAOptions
+from testdata import DEFAULT_PRECISION
 from tiny_model import synthetic_image, tiny_model_dir
 
 
@@ -337,7 +338,7 @@ def test_segment_tta_writes_the_merged_labels(image_dir, tmp_path, capsys):
                  "--output", str(out), "--tta", "--tta-transforms", "identity,flip_x,rot90",
                  "--tta-min-votes", "2"]) == 0
     assert "TTA identity,flip_x,rot90, min votes 2" in capsys.readouterr().out
-    model = models.load(model_dir)
+    model = models.load(model_dir, precision=DEFAULT_PRECISION)
     for stem in "ab":
         image = skimage.io.imread(image_dir / f"{stem}.png")
         expected = tta.segment_tta(image, model, TTAOptions(["identity", "flip_x", "rot90"], min_votes=2))

@@ -22,7 +22,7 @@ from cellprofiler_run import FakeFigure, run_module, run_pipeline
 from nucleai import models, tta
 from nucleai.errors import InputError
 from nucleai.predict import SegmentOptions
-from testdata import BLANK_FIELD, EXAMPLES, IMAGES
+from testdata import BLANK_FIELD, EXAMPLES, IMAGES, DEFAULT_PRECISION
 from tiny_model import synthetic_image, tiny_model_dir
 
 PIPELINE = EXAMPLES / "ttamerge_nuclei.cppipe"
@@ -81,7 +81,7 @@ def two_sets():
 
 def test_tta_objects_and_measurements_are_the_backends(model_dir, image):
     workspace = run_module(tta_module(model_dir), {"DNA": image})
-    expected = tta.segment_tta(image, models.load(model_dir))
+    expected = tta.segment_tta(image, models.load(model_dir, precision=DEFAULT_PRECISION))
     labels = workspace.object_set.get_objects("Nuclei").segmented
     np.testing.assert_array_equal(labels, expected.labels)
     m = workspace.measurements
@@ -98,7 +98,7 @@ def test_transforms_thresholds_and_the_averaged_probability_map(model_dir, image
     module = tta_module(model_dir, transforms="identity,rot90,transpose", use_model_thresholds=False,
                         prob_thresh=0.6, nms_thresh=0.35, save_probability=True, probability_name="P")
     workspace = run_module(module, {"DNA": image})
-    expected = tta.segment_tta(image, models.load(model_dir), tta.TTAOptions(["identity", "rot90", "transpose"]),
+    expected = tta.segment_tta(image, models.load(model_dir, precision=DEFAULT_PRECISION), tta.TTAOptions(["identity", "rot90", "transpose"]),
                                SegmentOptions(prob_thresh=0.6, nms_thresh=0.35), return_prob_map=True)
     np.testing.assert_array_equal(workspace.object_set.get_objects("Nuclei").segmented, expected.labels)
     np.testing.assert_allclose(workspace.image_set.get_image("P").pixel_data, expected.prob_map)
@@ -110,7 +110,7 @@ def test_transforms_thresholds_and_the_averaged_probability_map(model_dir, image
 ])
 def test_the_vote_rule_sets_the_votes_an_object_needs(model_dir, image, rule, number, expected):
     workspace = run_module(tta_module(model_dir, vote_rule=rule, min_votes=number), {"DNA": image})
-    reference = tta.segment_tta(image, models.load(model_dir), tta.TTAOptions(min_votes=expected))
+    reference = tta.segment_tta(image, models.load(model_dir, precision=DEFAULT_PRECISION), tta.TTAOptions(min_votes=expected))
     np.testing.assert_array_equal(workspace.object_set.get_objects("Nuclei").segmented,
                                   reference.labels)
     assert (workspace.measurements.get_current_measurement("Nuclei", "TTAMerge_Votes") >= expected).all()
@@ -224,13 +224,17 @@ def test_settings_survive_saving_and_loading(model_dir):
     loaded = Pipeline()
     loaded.load(io.StringIO(text.getvalue()))
     for copy, module in zip(loaded.modules(), modules):
-        assert copy.variable_revision_number == 2
+        assert copy.variable_revision_number == 3
         assert [s.value_text for s in copy.settings()] == [s.value_text for s in module.settings()]
     assert loaded.modules()[1].object_names.value == ["A", "B", "C"]
     values = [s.value_text for s in modules[0].settings()]
-    assert modules[0].upgrade_settings(values, 2, "TTAMerge") == (values, 2)
-    # a revision-1 pipeline (before the failure setting) loads with the default appended
-    assert modules[0].upgrade_settings(values[:-1], 1, "TTAMerge") == (values[:-1] + [ON_FAILURE_FLAG], 2)
+    assert modules[0].upgrade_settings(values, 3, "TTAMerge") == (values, 3)
+    # revision 2 (before precision and GPU memory) loads with their defaults appended, revision 1
+    # (before the failure setting too) with all three
+    revision_2 = values[:-2]
+    assert modules[0].upgrade_settings(revision_2, 2, "TTAMerge") == (revision_2 + ["Automatic", "0"], 3)
+    assert modules[0].upgrade_settings(revision_2[:-1], 1, "TTAMerge") == (
+        revision_2[:-1] + [ON_FAILURE_FLAG, "Automatic", "0"], 3)
 
 
 def test_its_probability_image_name_differs_from_runstarconvexs():
@@ -324,7 +328,7 @@ def test_the_example_pipeline_measures_tta_and_consensus_objects(example_run):
 
 
 def test_the_saved_labels_equal_the_backends(example_run):
-    model = models.load("fluo_nuclei")
+    model = models.load("fluo_nuclei", precision=DEFAULT_PRECISION)
     saved = example_run.files("*_nuclei_labels.tiff")
     assert len(saved) == len(list(IMAGES.glob("*.png")))
     for path in saved:
@@ -332,3 +336,27 @@ def test_the_saved_labels_equal_the_backends(example_run):
         # the same code path on the same pixels (CellProfiler's are the PNG's divided by 255,
         # which the percentile normalisation undoes): identical labels
         np.testing.assert_array_equal(tifffile.imread(path), tta.segment_tta(image, model).labels)
+
+
+def test_the_automatic_model_choice_under_test_time_augmentation():
+    """The default model choice, Automatic, decides per image as RunStarConvex does, through the
+    same backend call (nucleai.modality.segment_auto with the TTA options)."""
+    from nucleai import modality
+    from testdata import BRIGHTFIELD
+
+    module = ttamerge.TTAMerge()
+    module.set_module_num(1)
+    module.x_name.value = "DNA"
+    module.transforms.value = ["identity", "flip_x"]
+    assert module.model_is_automatic() and module.records_model_choice()
+    module.validate_module(Pipeline())
+    pixels = skimage.io.imread(sorted(BRIGHTFIELD.glob("*.png"))[0]) / 255.0
+    workspace = run_module(module, {"DNA": pixels})
+    m = workspace.measurements
+    assert m["Image", "TTAMerge_ImageKind_Nuclei"] == "brightfield"
+    assert m["Image", "TTAMerge_Model_Nuclei"] == "histo_nuclei" and m["Image", "TTAMerge_Inverted_Nuclei"] == 0
+    expected, _ = modality.segment_auto(pixels, tta=tta.TTAOptions(("identity", "flip_x")), precision=DEFAULT_PRECISION)
+    np.testing.assert_array_equal(workspace.object_set.get_objects("Nuclei").segmented, expected.labels)
+    assert ("Image", "TTAMerge_Model_Nuclei", "varchar(64)") in module.get_measurement_columns(Pipeline())
+    module.mode.value = ttamerge.MODE_MERGE  # merging object sets runs no model: no decision recorded
+    assert not module.records_model_choice() and module.get_measurements(Pipeline(), "Image", "TTAMerge") == ["Status"]

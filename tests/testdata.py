@@ -5,8 +5,11 @@ Bundled with the repository, so always present:
 ``EXAMPLES``
     ``example_pipelines/``: the example pipelines, ``images/`` (four DSB 2018 fluorescence
     images and ``BLANK_FIELD``, an all-zero field without nuclei) with their annotations in
-    ``ground_truth/`` (same stem, ``.tif``), and
-    ``histology/`` (two H&E-like ``.png`` images, each with its ``.tif`` annotation).
+    ``ground_truth/`` (same stem, ``.tif``),
+    ``histology/`` (two H&E-like ``.png`` images, each with its ``.tif`` annotation), and
+    ``brightfield/`` (two grey brightfield ``.png`` images, dark nuclei on a bright background:
+    384 x 384 top-left crops of the annotated DSB 2018 training images 4e07a653 and 54793624,
+    each with its ``.tif`` annotation, cropped and renumbered likewise).
 ``FIXTURES``
     ``tests/fixtures/``: recorded inputs and reference outputs (see each folder's script).
 
@@ -24,10 +27,14 @@ EXAMPLES = REPO / "example_pipelines"
 IMAGES = EXAMPLES / "images"
 GROUND_TRUTH = EXAMPLES / "ground_truth"
 HISTOLOGY = EXAMPLES / "histology"
+BRIGHTFIELD = EXAMPLES / "brightfield"
 FIXTURES = TESTS / "fixtures"
 DSB2018 = REPO.parent / "shared" / "data" / "dsb2018"
 #: The demo images' blank field (all 0): every module gives it no objects and the status "blank".
 BLANK_FIELD = "nuclei_blank.png"
+#: The precision the modules ("Automatic") and the command line run networks in by default; a
+#: reference segmentation loads its model with it (``nucleai.models.load``'s own default is float32).
+DEFAULT_PRECISION = "auto"
 
 
 def ground_truth_of(image_name):

@@ -29,6 +29,13 @@ call ``matplotlib.cm.get_cmap``, which matplotlib 3.9 removed (the GUI's first f
 with "module 'matplotlib.cm' has no attribute 'get_cmap'"); it is put back, as a call of
 ``matplotlib.colormaps``, when this matplotlib lacks it.
 
+A fourth: a multiple-choice setting's list (``ModuleView.make_multichoice_control``, e.g.
+TTAMerge's transforms) is filled by selecting its selected items one by one, and wx on GTK
+scrolls a list box to every item it selects, so the list opened scrolled to its last selected
+item, the first ones (TTAMerge's "identity") out of sight. A new list is scrolled back to its
+first selected item (the top when none is). This one is applied on GTK whether wx takes floats
+or not: it changes only where a list opens.
+
 Nothing here imports wx: :func:`install` (run at interpreter start by the ``.pth`` file that
 ``scripts/install_gui_env.sh`` writes) only registers an import hook that patches wx right after
 something else imported it. Headless CellProfiler never imports wx, so headless runs are
@@ -153,6 +160,37 @@ def patch_module(module):
     return patched
 
 
+def first_selection_on_top(method):
+    """``ModuleView.make_multichoice_control`` whose newly made list box opens scrolled to its
+    first selected item (see the top: wx on GTK leaves it at the last one selected)."""
+
+    @functools.wraps(method)
+    def wrapper(self, setting, control_name, control):
+        made = not control
+        control = method(self, setting, control_name, control)
+        if made and control.GetCount():
+            selected = control.GetSelections()
+            control.SetFirstItem(selected[0] if selected else 0)
+        return control
+
+    setattr(wrapper, _PATCHED, True)
+    return wrapper
+
+
+def patch_module_view(module):
+    """Make ``module`` (``cellprofiler.gui.module_view._module_view``) open multiple-choice
+    lists at their first selected item; returns what was patched (nothing twice, nor off GTK,
+    where this was not seen, nor when ``NUCLEAI_GUI_COMPAT=off`` or the method is not there)."""
+    view = getattr(module, "ModuleView", None)
+    method = getattr(view, "make_multichoice_control", None)
+    on_gtk = getattr(sys.modules.get("wx"), "Platform", None) == "__WXGTK__"
+    disabled = os.environ.get(DISABLE_VARIABLE, "").lower() == "off"
+    if method is None or getattr(method, _PATCHED, False) or not on_gtk or disabled:
+        return []
+    view.make_multichoice_control = first_selection_on_top(method)
+    return [f"{module.__name__}.ModuleView.make_multichoice_control"]
+
+
 def get_cmap(name=None, lut=None):
     """``matplotlib.cm.get_cmap`` as matplotlib < 3.9 had it: a colormap by name (or itself)."""
     import matplotlib
@@ -174,14 +212,15 @@ def restore_get_cmap(cm):
 
 
 class _PatchAfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Meta-path finder that lets ``wx`` (and ``wx.adv``, ``matplotlib.cm``) import normally, then
-    patches them.
+    """Meta-path finder that lets ``wx`` (and ``wx.adv``, ``matplotlib.cm``, CellProfiler's module
+    view) import normally, then patches them.
 
     ``wx.adv`` is a submodule that wx does not import itself, so its classes are patched when it
     is imported (``cellprofiler.gui.cpframe`` does that).
     """
 
-    WATCHED = ("wx", "wx.adv", "matplotlib.cm")
+    MODULE_VIEW = "cellprofiler.gui.module_view._module_view"  # imports wx itself
+    WATCHED = ("wx", "wx.adv", "matplotlib.cm", MODULE_VIEW)
 
     def __init__(self):
         self._loaders = {}
@@ -203,10 +242,7 @@ class _PatchAfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def exec_module(self, module):
         self._loaders[module.__name__].exec_module(module)
-        if module.__name__ == "matplotlib.cm":
-            restore_get_cmap(module)
-        else:
-            patch_module(module)
+        _patch(module)
 
 
 def install():
@@ -215,7 +251,15 @@ def install():
         return
     sys.meta_path.insert(0, _PatchAfterImport())
     for name in _PatchAfterImport.WATCHED:
-        if name == "matplotlib.cm" and name in sys.modules:
-            restore_get_cmap(sys.modules[name])
-        elif name in sys.modules:
-            patch_module(sys.modules[name])
+        if name in sys.modules:
+            _patch(sys.modules[name])
+
+
+def _patch(module):
+    """Apply this file's fix for ``module``, one of ``_PatchAfterImport.WATCHED``."""
+    if module.__name__ == "matplotlib.cm":
+        restore_get_cmap(module)
+    elif module.__name__ == _PatchAfterImport.MODULE_VIEW:
+        patch_module_view(module)
+    else:
+        patch_module(module)

@@ -57,12 +57,14 @@ Building the detector's network
 
 Caching (:func:`load`, :func:`release`)
     :func:`load` keeps loaded models for the life of the process (a CellProfiler worker, a
-    ``nucleai segment`` run), one cache for all kinds, keyed by the resolved folder and the
+    ``nucleai segment`` run), one cache for all kinds, keyed by the resolved folder, the
+    precision (a bfloat16 and a float32 build of one folder are two models) and the
     modification times and sizes of the spec's ``files()`` (for a refinement U-Net these include
     refine.json, so re-tuned parameters give a new model object; a loaded model is never
     changed). Asking again for the same unchanged folder returns the same object without
     touching TensorFlow; a model retrained into the same folder is built again on the next call
-    and replaces the old entry. Building logs one line (name, folder, seconds) on the
+    and replaces the old entry. Building logs one line (name, folder, seconds, precision and
+    why) on the
     ``nucleai`` logger; a cache hit logs nothing. :func:`release` forgets one model or all. The
     cache is guarded by a lock, so threads may share it.
 """
@@ -80,7 +82,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .errors import InputError
-from .runtime import quiet_tensorflow
+from .runtime import FLOAT32, dtype_policy, prepare_tensorflow, resolve_precision
 
 #: Environment variable naming the folder of bundled models (overrides ``<repo>/models``).
 MODELS_DIR_ENV = "NUCLEAI_MODELS_DIR"
@@ -303,6 +305,14 @@ def compiled_forward(call, n_channel_in):
     return tf.function(call, input_signature=signature, reduce_retracing=True)
 
 
+def as_float32(tensor):
+    """A network output as float32: unchanged in a float32 network (no copy, so float32
+    results stay bit-identical), cast from a bfloat16 one."""
+    import tensorflow as tf
+
+    return tensor if tensor.dtype == tf.float32 else tf.cast(tensor, tf.float32)
+
+
 def read_spec(name_or_path, kind="starconvex"):
     """Find and check a model folder of one kind without loading the network.
 
@@ -396,9 +406,10 @@ class StarConvexSpec:
                 files.append(self.path / extra)
         return files
 
-    def build(self):
-        """The loaded model (TensorFlow); use :func:`load` for the cached one."""
-        return StarConvexModel(self)
+    def build(self, precision=FLOAT32):
+        """The loaded model (TensorFlow), computing in ``precision``; use :func:`load` for the
+        cached one."""
+        return StarConvexModel(self, precision)
 
 
 def _check_config(config, path):
@@ -482,11 +493,12 @@ class StarConvexModel:
     everything else in :mod:`nucleai.predict` is numpy.
     """
 
-    def __init__(self, spec):
+    def __init__(self, spec, precision=FLOAT32):
         self.spec = spec
-        quiet_tensorflow()
+        self.precision = precision
+        prepare_tensorflow()
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
+            with contextlib.redirect_stdout(io.StringIO()), dtype_policy(precision):
                 from stardist.models import Config2D, StarDist2D
 
                 config = Config2D(**Config2D.update_loaded_config(dict(spec.config)))
@@ -511,7 +523,7 @@ class StarConvexModel:
 
         def forward(batch):
             outputs = keras_model([batch], training=False)
-            return outputs[0], outputs[1]
+            return as_float32(outputs[0]), as_float32(outputs[1])
 
         self._forward = compiled_forward(forward, spec.n_channel_in)
         self._tile_overlap = None
@@ -544,8 +556,12 @@ class StarConvexModel:
     def tile_overlap(self):
         """Pixels of context each side a tile needs, per axis (y, x): the receptive field.
 
-        Measured once (then cached) as stardist does, from the response to an impulse.
+        Measured once (then cached) as stardist does, from the response to an impulse, on the
+        float32 network: the field is the architecture's, and bfloat16 rounding would cut off
+        its faint edge.
         """
+        if self._tile_overlap is None and self.precision != FLOAT32:
+            self._tile_overlap = load(self.spec.path, precision=FLOAT32).tile_overlap
         if self._tile_overlap is None:
             with contextlib.redirect_stdout(io.StringIO()):
                 field_ = self.stardist_model._compute_receptive_field()
@@ -569,8 +585,9 @@ def _stamps(spec):
     return tuple(stamps)
 
 
-def load(name_or_path, kind="starconvex"):
-    """The loaded model for a bundled name or folder, built at most once per process.
+def load(name_or_path, kind="starconvex", precision=FLOAT32):
+    """The loaded model for a bundled name or folder, built at most once per process and
+    precision.
 
     Parameters
     ----------
@@ -578,6 +595,11 @@ def load(name_or_path, kind="starconvex"):
         See :func:`locate`.
     kind : str
         ``"starconvex"``, ``"unet"`` or ``"generator"``.
+    precision : str
+        What the network computes in (:data:`nucleai.runtime.PRECISIONS`): ``"float32"``,
+        ``"bfloat16"`` (float32 weights, bfloat16 arithmetic; outputs float32) or ``"auto"``
+        (bfloat16 where the hardware has it, :func:`nucleai.runtime.resolve_precision`). The
+        model's ``precision`` says which it runs in; the log line says why.
 
     Returns
     -------
@@ -590,19 +612,21 @@ def load(name_or_path, kind="starconvex"):
     InputError
         For anything :func:`read_spec` rejects, a config the network cannot be built from, or
         weights that do not load (truncated file, another architecture); the message names the
-        file.
+        file. A precision not in :data:`nucleai.runtime.PRECISIONS`.
     """
+    chosen = resolve_precision(precision)
     spec = read_spec(name_or_path, kind)
     stamps = _stamps(spec)
+    key = (spec.path, chosen.name)
     with _cache_lock:
-        cached = _cache.get(spec.path)
+        cached = _cache.get(key)
         if cached is not None and cached[0] == stamps:
             return cached[1]
         start = time.perf_counter()
-        model = spec.build()
-        _cache[spec.path] = (stamps, model)
-    _log.info("loaded %s %s from %s in %.2f s", KINDS[kind].what, spec.name, spec.path,
-              time.perf_counter() - start)
+        model = spec.build(chosen.name)
+        _cache[key] = (stamps, model)
+    _log.info("loaded %s %s from %s in %.2f s, %s", KINDS[kind].what, spec.name, spec.path,
+              time.perf_counter() - start, chosen)
     return model
 
 
@@ -617,4 +641,8 @@ def release(name_or_path=None, kind="starconvex"):
             count = len(_cache)
             _cache.clear()
             return count
-        return int(_cache.pop(locate(name_or_path, kind), None) is not None)
+        path = locate(name_or_path, kind)
+        keys = [key for key in _cache if key[0] == path]
+        for key in keys:
+            del _cache[key]
+        return len(keys)

@@ -28,7 +28,7 @@ give the same objects here:
   nothing: it is kept, and suppresses nothing, as in stardist.
 
 The work is done by the compiled :func:`nucleai._nms.suppress_sorted`, on all cores (OpenMP;
-``OMP_NUM_THREADS`` or the ``n_threads`` argument limits them).
+``NUCLEAI_THREADS``, ``OMP_NUM_THREADS`` or the ``n_threads`` argument limits them).
 """
 import numbers
 
@@ -37,6 +37,7 @@ import numpy as np
 from . import geometry
 from ._nms import pair_intersection_area, suppress_sorted
 from .errors import InputError
+from .runtime import worker_threads
 
 __all__ = ["non_maximum_suppression", "non_maximum_suppression_sparse", "polygon_overlap"]
 
@@ -67,7 +68,8 @@ def non_maximum_suppression(dist, prob, grid=(1, 1), b=2, nms_thresh=0.4, prob_t
     prob_thresh : float
         Candidates are the pixels with ``prob > prob_thresh``.
     n_threads : int, optional
-        Threads to use (OpenMP), 1 to 4096; default: ``OMP_NUM_THREADS``, else all cores.
+        Threads to use (OpenMP), 1 to 4096; default: ``NUCLEAI_THREADS``, else
+        ``OMP_NUM_THREADS``, else all cores.
         Small candidate sets always use one. The result does not depend on it.
 
     Returns
@@ -212,9 +214,10 @@ def _suppress(dist, points, nms_thresh, n_threads):
 
 
 def _thread_count(n_threads):
-    """``n_threads`` as the compiled code takes it: 0 for OpenMP's default."""
+    """``n_threads`` as the compiled code takes it: ``NUCLEAI_THREADS`` when it is set, else 0
+    for OpenMP's default."""
     if n_threads is None:
-        return 0
+        return worker_threads() or 0
     if (not isinstance(n_threads, numbers.Integral) or isinstance(n_threads, bool)
             or not 1 <= n_threads <= 4096):
         raise InputError(f"n_threads must be None or an int in [1, 4096], got {n_threads!r}")

@@ -12,7 +12,12 @@ between real paint and layout events, as a user's clicks would):
    setting's label, control and help button is read from wx and the frame is photographed;
 2. one image set of each pipeline with nucleai modules runs in test mode, module by module;
    each nucleai module's figure window is measured (axes, table grid) and photographed;
-3. Analyze Images runs the starconvex demo into OUTPUT_DIR/analysis.
+3. Analyze Images runs the starconvex demo into OUTPUT_DIR/analysis;
+4. StyleAugmentTrain (a training pipeline written here: no example pipeline trains) runs one
+   image set in test mode, then Analyze Images trains a model for one epoch (its post-run
+   figure is measured and photographed), then trains for many and is stopped with the Stop
+   Analysis button once an epoch has ended (the figure's progress rows are read first; how
+   long the GUI hung in the stop and what the model folder holds are recorded).
 
 Judging is left to tests/gui/test_gui.py: this file only records (OUTPUT_DIR/report.json).
 No dialog may hang the run: wx dialogs are recorded and closed; the native GTK message boxes
@@ -48,6 +53,9 @@ FRAME_RECT = (0, 0, 1400, 900)
 SETTLE_MS = 600
 REPAINT_MS = 500  # GTK 3 paints on its frame clock, after a Refresh, not inside it
 ANALYSIS_TIMEOUT_S = 600
+TRAIN_PIPELINE = "styleaugmenttrain_nuclei"
+TRAIN_TIMEOUT_S = 300  # the first epoch of the training to stop, or the whole short training
+STOP_CAPTION = "Stop analysis run"  # CellProfiler's "Are you sure?" box of the Stop Analysis button
 STALL_S = 180  # no step finished for this long: something hangs (the first TensorFlow load takes ~30 s)
 
 
@@ -95,6 +103,9 @@ def settings_layout(module, panel):
         }
         # A Table with use_sash (Metadata's) is drawn in the frame's table pane, not the grid.
         row = {"setting": setting.text, "type": type(setting).__name__, "in_sash": getattr(setting, "use_sash", False)}
+        control = windows["control"]
+        if control is not None and control.IsShown() and type(control).__name__ == "ListBox" and control.GetCount():
+            row["first_visible"] = control.GetString(control.GetTopItem())  # a multiple-choice list
         for part, window in windows.items():
             if window is None or not window.IsShown():
                 row[part] = None
@@ -159,7 +170,10 @@ def figure_report(module):
         "axes_with_images": sum(1 for ax in figure.figure.axes if ax.images),
         "canvas": [width, height],
         "tables": [
-            {"rect": rect(grid.GetRect()), "rows": grid.GetNumberRows(), "cols": grid.GetNumberCols()}
+            {"rect": rect(grid.GetRect()), "rows": grid.GetNumberRows(), "cols": grid.GetNumberCols(),
+             # what the grid needs to show every cell whole (wider than its rect: cut or scrolled)
+             "best": list(grid.GetBestSize()),
+             "cells": {grid.GetRowLabelValue(r): grid.GetCellValue(r, 0) for r in range(grid.GetNumberRows())}}
             for grid in grids
         ],
     }
@@ -172,13 +186,30 @@ def set_file_list(pipeline, folder):
     pipeline.add_urls([p.as_uri() for p in files], add_undo=False)
 
 
+def write_training_pipeline(path, output, model_name, **settings):
+    """A pipeline that trains StyleAugmentTrain (no styles) on the demo images and their ground
+    truth, fine-tuning the bundled model, into ``output/model_name``; eyes on."""
+    sys.path.insert(0, str(PIPELINES))
+    import make_pipelines as mp
+
+    train = mp.module("StyleAugmentTrain", image_name="DNA", truth_objects="GroundTruth", model_name=model_name,
+                      base_source="Bundled model", use_style=False, patch_size=64, batch_size=1,
+                      val_fraction=0.25, **settings)
+    train.output_folder.value = f"Elsewhere...|{output}"
+    mp.write([*mp.image_and_truth_input(folders=("images", "ground_truth")), train], path)
+    return path
+
+
 class Scenario:
     """The steps, as a generator that yields how long (ms) to let wx run before the next step."""
 
     def __init__(self, app, out):
         self.app = app
         self.out = out
-        self.report = {"panels": [], "test_mode": [], "analysis": None, "dialogs": [], "errors": []}
+        self.report = {"panels": [], "test_mode": [], "analysis": None, "training": None, "stop": None,
+                       "dialogs": [], "errors": []}
+        # message box caption -> the answer a user gives (any other box is an error)
+        self.answers = {}
 
     def steps(self):
         frame = self.app.frame
@@ -192,6 +223,14 @@ class Scenario:
         for stem, folder in TEST_MODE_INPUTS.items():
             yield from self.test_mode(frame, PIPELINES / f"{stem}.cppipe", folder)
         yield from self.analyze(frame, PIPELINES / f"{ANALYSIS_PIPELINE}.cppipe", PIPELINES / "images")
+        training = self.out / "training"
+        short = write_training_pipeline(self.out / f"{TRAIN_PIPELINE}.cppipe", training, "short",
+                                        steps_per_epoch=2, epochs=1)
+        yield from self.test_mode(frame, short, PIPELINES)
+        yield from self.train(frame, short, training / "short")
+        long = write_training_pipeline(self.out / f"{TRAIN_PIPELINE}_stopped.cppipe", training, "stopped",
+                                       steps_per_epoch=5, epochs=1000)
+        yield from self.train_and_stop(frame, long, training / "stopped")
 
     def select_every_module(self, frame, path):
         frame.pipeline_controller.do_load_pipeline(str(path))
@@ -286,17 +325,79 @@ class Scenario:
         analysis["outputs"] = sorted(p.name for p in output.iterdir())
 
 
-def never_show_native_dialogs(report):
+    def start_training(self, frame, path):
+        controller = frame.pipeline_controller
+        controller.do_load_pipeline(str(path))
+        set_file_list(frame.pipeline, PIPELINES)
+        yield SETTLE_MS
+        controller.do_analyze_images()
+        yield 1000
+        return controller
+
+    def train(self, frame, path, model):
+        """Analyze Images of a short training: its post-run figure, photographed."""
+        started = time.monotonic()
+        controller = yield from self.start_training(frame, path)
+        training = {"started": controller.is_running(), "timed_out": False}
+        self.report["training"] = training
+        while controller.is_running():
+            if time.monotonic() - started > TRAIN_TIMEOUT_S:
+                training["timed_out"] = True
+                controller.stop_running()
+                break
+            yield 1000
+        yield 2000  # the post-run display request
+        (module,) = [m for m in frame.pipeline.modules() if m.module_name == "StyleAugmentTrain"]
+        training["figure"] = yield from self.figure(module, "training")
+        training["model_files"] = sorted(p.name for p in model.iterdir()) if model.is_dir() else []
+
+    def train_and_stop(self, frame, path, model):
+        """Analyze Images of a long training, stopped with the Stop Analysis button (answering
+        its "Are you sure?" with yes) once its first epoch has ended and the figure shows
+        progress."""
+        import wx
+
+        started = time.monotonic()
+        controller = yield from self.start_training(frame, path)
+        stop = {"started": controller.is_running(), "timed_out": False}
+        self.report["stop"] = stop
+        (module,) = [m for m in frame.pipeline.modules() if m.module_name == "StyleAugmentTrain"]
+        while not (model / "weights_best.h5").is_file():  # the first epoch has ended
+            if time.monotonic() - started > TRAIN_TIMEOUT_S or not controller.is_running():
+                stop["timed_out"] = True
+                break
+            yield 1000
+        yield 3000  # a progress redraw or two
+        stop["progress_figure"] = yield from self.figure(module, "training-progress")
+        self.answers[STOP_CAPTION] = wx.YES
+        stopping = time.monotonic()
+        controller.on_stop_running(None)  # returns when CellProfiler has joined the training thread
+        stop["stop_seconds"] = round(time.monotonic() - stopping, 1)
+        del self.answers[STOP_CAPTION]
+        while controller.is_running():
+            yield 1000
+        yield 2000
+        stop["figure"] = yield from self.figure(module, "training-stopped")
+        stop["model_files"] = sorted(p.name for p in model.iterdir()) if model.is_dir() else []
+        card = model / "MODEL.md"
+        stop["card"] = card.read_text() if card.is_file() else None
+
+
+def never_show_native_dialogs(report, answers):
     """Record, instead of showing, every dialog that would block the GUI thread out of wx's reach.
 
     Each returns what "stop" or "cancel" returns, so CellProfiler stops the step at fault and the
-    scenario goes on (the tests then fail with the message in the report's errors).
+    scenario goes on (the tests then fail with the message in the report's errors); a message
+    box whose caption is in ``answers`` (the scenario's own question: Stop Analysis' "Are you
+    sure?") is recorded and gets that answer.
     """
     import wx
     from cellprofiler.gui import errordialog
 
     def message_box(message, caption="Message", style=wx.OK | wx.CENTRE, *args, **kwargs):
         report["dialogs"].append(caption)
+        if caption in answers:
+            return answers[caption]
         report["errors"].append(f"message box {caption!r}: {message}")
         return wx.CANCEL if style & wx.CANCEL else wx.NO if style & wx.YES_NO else wx.OK
 
@@ -336,7 +437,7 @@ def start(app, out):
     import wx
 
     scenario = Scenario(app, out)
-    never_show_native_dialogs(scenario.report)
+    never_show_native_dialogs(scenario.report, scenario.answers)
     steps = scenario.steps()
     watcher = wx.Timer()
     watcher.Bind(wx.EVT_TIMER, lambda event: close_modal_dialogs(scenario.report))

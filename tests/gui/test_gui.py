@@ -63,7 +63,8 @@ def test_no_wx_errors_in_the_log(gui_run):
 
 def test_only_expected_dialogs(gui_run):
     report, _, _ = gui_run
-    assert set(report["dialogs"]) <= {"Analysis complete"}, report["dialogs"]
+    # and the Stop Analysis button's "Are you sure?", answered by the driver
+    assert set(report["dialogs"]) <= {"Analysis complete", "Stop analysis run"}, report["dialogs"]
 
 
 @pytest.mark.parametrize("pipeline", PIPELINES)
@@ -149,3 +150,68 @@ def test_analyze_images_writes_the_demo_outputs(gui_run):
     assert "Analysis complete" in report["dialogs"]
     for figure in analysis["figures"]:
         assert not figure_problems(figure), figure_problems(figure)
+
+
+def test_the_transform_list_opens_at_identity(gui_run):
+    """wx on GTK scrolls a list to each item CellProfiler selects while filling it
+    (nucleai.gui_compat scrolls it back): TTAMerge's list opened at its sixth transform."""
+    report, _, _ = gui_run
+    lists = [row for panel in report["panels"] if panel["module"] == "TTAMerge"
+             for row in panel["settings"] if row["setting"] == "Transforms"]
+    assert lists, "no TTAMerge panel showed its transform list"
+    assert [row.get("first_visible") for row in lists] == ["identity"] * len(lists)
+
+
+# ------------------------------------------------------------------------------------------------
+# StyleAugmentTrain in the GUI: its figures, its training and Stop Analysis
+
+
+def dark_share(path):
+    """Share of nearly black pixels in a screenshot: the demo images are mostly black background."""
+    import numpy as np
+    from PIL import Image
+
+    grey = np.asarray(Image.open(path).convert("L"))
+    return float((grey < 40).mean())
+
+
+def style_table(figure):
+    (table,) = figure["tables"]
+    return table
+
+
+def test_the_staged_file_is_shown_whole(gui_run):
+    report, _, out = gui_run
+    (run,) = [r for r in report["test_mode"] if r["pipeline"] == "styleaugmenttrain_nuclei"]
+    (figure,) = [f for f in run["figures"] if f["module"] == "StyleAugmentTrain"]
+    assert not figure_problems(figure), figure_problems(figure)
+    table = style_table(figure)
+    assert table["cells"]["File"].replace("\n", "").startswith("short/training_data/images/00001_")
+    assert table["best"][0] <= table["rect"][2], f"the table is cut: needs {table['best']}, has {table['rect']}"
+    assert dark_share(out / figure["screenshot"]) > 0.2, "the image set's picture is shown"
+
+
+def test_the_training_summary_is_drawn_alone(gui_run):
+    report, _, out = gui_run
+    training = report["training"]
+    assert training and training["started"] and not training["timed_out"]
+    figure = training["figure"]
+    assert figure["found"] and figure["axes_with_images"] == 0
+    cells = style_table(figure)["cells"]
+    assert cells["Epochs"] == "1 (all epochs done)" and "Validation DSB score" in cells
+    assert {"thresholds.json", "MODEL.md", "weights_best.h5"} <= set(training["model_files"])
+    # the last image set's picture is gone from the canvas, not only from the figure's axes
+    assert dark_share(out / figure["screenshot"]) < 0.05
+
+
+def test_stop_analysis_stops_training_within_seconds_and_keeps_a_complete_model(gui_run):
+    report, _, _ = gui_run
+    stop = report["stop"]
+    assert stop and stop["started"] and not stop["timed_out"], stop
+    progress = style_table(stop["progress_figure"])["cells"]
+    assert progress["Training"].startswith("epoch ") and " of 1000, step " in progress["Training"], progress
+    assert float(progress["Training loss"]) > 0 and progress["Time left"]
+    assert stop["stop_seconds"] < 30, f"the GUI hung {stop['stop_seconds']} s in Stop Analysis"
+    assert {"config.json", "weights_best.h5", "thresholds.json", "nucleai.json", "MODEL.md"} <= set(stop["model_files"])
+    assert "stopped on request" in stop["card"]
+    assert "stopped on request" in style_table(stop["figure"])["cells"]["Epochs"].replace("\n", " ")

@@ -41,6 +41,33 @@ def check_axes_flag(axes):
             raise InputError(f"--axes: {error}", error.field) from None
 
 
+def add_network_flags(parser):
+    """``--precision`` and ``--gpu-memory``, for the subcommands that run a network."""
+    from ..runtime import GPU_MEMORY_VARIABLE, PRECISIONS
+
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="auto",
+        help="arithmetic of the networks: auto (default) = bfloat16 where the CPU (AMX, "
+        "AVX512-BF16) or GPU (Ampere on) computes it natively, float32 elsewhere; the choice and "
+        "why are printed",
+    )
+    parser.add_argument(
+        "--gpu-memory", type=int, metavar="MB",
+        help="most GPU memory TensorFlow may take, in megabytes (0: as needed; default: "
+        f"{GPU_MEMORY_VARIABLE} or as needed); ignored without a GPU",
+    )
+
+
+def apply_network_flags(args):
+    """Apply ``--gpu-memory`` (before any model loads) and return the :class:`Precision` that
+    ``--precision`` resolves to on this machine."""
+    from ..runtime import limit_gpu_memory, resolve_precision
+
+    if args.gpu_memory is not None:
+        limit_gpu_memory(args.gpu_memory, "--gpu-memory")
+    return resolve_precision(args.precision, "--precision")
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)

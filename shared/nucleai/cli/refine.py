@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError, about_file
-from . import check_axes_flag
+from . import add_network_flags, apply_network_flags, check_axes_flag
 from .outputs import check_file, check_folder, make_folder, remove_stale, write_text
 
 
@@ -65,6 +65,7 @@ def add_parser(subparsers):
     parser.add_argument("--axes", metavar="YXC|CYX|...",
                         help="the images' layout, for files nucleai reads wrongly (e.g. CYX for "
                         "an image with more than 4 channels first); default: guessed")
+    add_network_flags(parser)
     tuning = parser.add_argument_group("tuning")
     tuning.add_argument("--tune", action="store_true",
                         help="tune p1 ... p6 for the DSB score against --truth and write them to "
@@ -144,7 +145,7 @@ def _refine(args, images, options):
     paired, unpaired = _pairs(args.objects[0], images)
     if not paired:
         raise InputError(f"no label image in --objects {args.objects[0]} has an image of the same stem in --input {args.input}")
-    model = models.load(args.model, kind="unet")
+    model = models.load(args.model, kind="unet", precision=apply_network_flags(args).name)
     make_folder(args.output, "--output")
     failed = [f"{stem} (no image)" for stem in unpaired]
     for stem in unpaired:
@@ -206,7 +207,7 @@ def _tune(args, images, spec, options):
             raise InputError(f"--objects {folder}: {', '.join((unpaired + missing)[:5])} have no image "
                              f"in --input or no ground truth in --truth (all must be paired for tuning)")
         jobs += [(folder, stem, label_path, image_path) for stem, label_path, image_path in paired]
-    model = models.load(spec.path, kind="unet")
+    model = models.load(spec.path, kind="unet", precision=apply_network_flags(args).name)
     probs, names, labels, prob_list, truth_list = {}, [], [], [], []
     for folder, stem, label_path, image_path in tqdm(jobs, desc="probability maps", unit="image",
                                                      disable=None, file=sys.stderr):

@@ -4,7 +4,9 @@ One uint16 label TIFF (uint32 above 65535 objects) is written per input image, w
 stem (``a.png`` -> ``OUT/a.tif``). The model is loaded once; a progress bar runs over the images
 (on a terminal). The steps are those of :func:`nucleai.predict.segment`; with ``--tta``, those
 of :func:`nucleai.tta.segment_tta` (one prediction per transform, merged by voting); with
-``--refine MODEL``, the objects are then refined as ``nucleai refine`` does.
+``--refine MODEL``, the objects are then refined as ``nucleai refine`` does. With ``--model auto``
+each image gets the bundled model :func:`nucleai.modality.segment_auto` chooses for its kind (the
+decision is printed per image and recorded in ``--timings``).
 
 Rules, chosen so that a long batch is not lost to one bad image:
 
@@ -20,15 +22,17 @@ Rules, chosen so that a long batch is not lost to one bad image:
   with the same stem are refused (their outputs would collide). ``--output`` is created if
   needed and must not be the input folder.
 """
+import dataclasses
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from ..errors import InputError, about_file
 from ..labelio import IMAGE_SUFFIXES, read_image
 from ..timing import timed
-from . import check_axes_flag
+from . import add_network_flags, apply_network_flags, check_axes_flag
 from .outputs import check_file, check_folder, make_folder, remove_stale, write_text
 
 def add_parser(subparsers):
@@ -42,7 +46,10 @@ def add_parser(subparsers):
     parser.add_argument(
         "--model", required=True, metavar="NAME_OR_DIR",
         help="bundled model name (e.g. fluo_nuclei) or model folder (a bare name is the "
-        "bundled model if there is one; write ./NAME for a local folder of that name)",
+        "bundled model if there is one; write ./NAME for a local folder of that name), or auto: "
+        "per image, decide whether it is fluorescence, brightfield or colour histology and use the "
+        "bundled model for that kind (printed per image; in --timings as model, kind, inverted, "
+        "evidence)",
     )
     parser.add_argument("--input", required=True, type=Path, metavar="DIR", help="folder of images")
     parser.add_argument(
@@ -101,6 +108,7 @@ def add_parser(subparsers):
         help="refine the detected objects with this refinement U-Net and nucleAIzer's rules "
         "(as nucleai refine, with the model's parameters), e.g. fluo_refine",
     )
+    add_network_flags(parser)
     parser.add_argument(
         "--timings", type=Path, metavar="FILE",
         help="write seconds per image and per stage (read, normalize, network, candidates, "
@@ -139,7 +147,7 @@ def options_of(args):
 
 
 def run(args):
-    from .. import labelio, models, predict, tta
+    from .. import labelio, modality, models, predict, tta
     from ..refine.apply import RefineOptions, refine_image
 
     options, tta_options = options_of(args)
@@ -152,10 +160,16 @@ def run(args):
     if args.output.resolve() == args.input.resolve():
         raise InputError("--output must differ from --input (label images would mix with images)")
     check_folder(args.output, "--output")
+    precision = apply_network_flags(args)
 
     start = time.perf_counter()
-    model = models.load(args.model)
-    refiner = None if args.refine is None else models.load(args.refine, kind="unet")
+    if args.model == modality.AUTO:  # chosen per image; every model it may choose is checked now
+        for name in modality.models_in_use():
+            models.read_spec(name)
+        model = None
+    else:
+        model = models.load(args.model, precision=precision.name)
+    refiner = None if args.refine is None else models.load(args.refine, kind="unet", precision=precision.name)
     load_seconds = time.perf_counter() - start
     make_folder(args.output, "--output")
 
@@ -170,10 +184,19 @@ def run(args):
         try:
             with timed(timings, "read"):
                 image = read_image(path, axes=args.axes)
-            if tta_options is None:
+            decision = None
+            if model is None:
+                result, decision = modality.segment_auto(image, options, tta=tta_options, timings=timings,
+                                                         precision=precision.name)
+                progress.write(f"nucleai segment: {path.name}: {decision}", file=sys.stdout)
+            elif tta_options is None:
                 result = predict.segment(image, model, options, timings=timings)
             else:
                 result = tta.segment_tta(image, model, tta_options, options, timings=timings)
+            used = model.name if decision is None else decision.model
+            warning = modality.no_objects_warning(image, result, used, decision)
+            if warning is not None:
+                progress.write(f"nucleai segment: warning: {path}: {warning}", file=sys.stderr)
             labels, count = result.labels, result.count
             if result.empty_reason is not None:
                 progress.write(f"nucleai segment: warning: {path}: the image is {result.empty_reason}, nothing "
@@ -195,21 +218,32 @@ def run(args):
         records.append({
             "image": path.name, "shape": list(image.shape), "objects": count,
             "tiles": list(result.n_tiles), "seconds": time.perf_counter() - begin,
-            "stages": timings,
+            "stages": timings, "model": used,
+            **({} if decision is None else {"kind": decision.kind, "inverted": decision.inverted,
+                                            "evidence": dataclasses.asdict(decision.evidence)}),
         })
     progress.close()
 
+    if model is None:
+        chosen = Counter(record["model"] for record in records)
+        used = "model auto: " + (", ".join(f"{name} {n}" for name, n in sorted(chosen.items())) or "none")
+        thresholds = "".join(f", {flag} {value:g}" for flag, value in
+                             (("prob_thresh", options.prob_thresh), ("nms_thresh", options.nms_thresh)) if value)
+    else:
+        used = f"model {model.name}"
+        thresholds = (f", prob_thresh {options.prob_thresh or model.spec.prob_thresh:g}, "
+                      f"nms_thresh {options.nms_thresh or model.spec.nms_thresh:g}")
     print(
         f"nucleai segment: {len(records)} of {len(images)} images, {n_objects} objects "
-        f"(model {model.name}, prob_thresh {options.prob_thresh or model.spec.prob_thresh:g}, "
-        f"nms_thresh {options.nms_thresh or model.spec.nms_thresh:g}"
+        f"({used}{thresholds}"
         + ("" if tta_options is None else f", TTA {','.join(tta_options.transforms)}, min votes "
            f"{tta_options.merge.votes_needed(len(tta_options.transforms))}")
-        + f") -> {args.output}"
+        + f", {precision}) -> {args.output}"
     )
     if args.timings is not None:
         report = {
-            "model": str(model.spec.path), "model_load_seconds": load_seconds,
+            "model": modality.AUTO if model is None else str(model.spec.path), "model_load_seconds": load_seconds,
+            "precision": precision.name, "precision_reason": precision.reason,
             "images": records, "failed": failed,
         }
         write_text(args.timings, json.dumps(report, indent=1), "--timings")

@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..runtime import quiet_tensorflow
-from ..models import CONFIG_FILE, compiled_forward, div_by, find_weights, load_weights
+from ..models import CONFIG_FILE, as_float32, compiled_forward, div_by, find_weights, load_weights
+from ..runtime import FLOAT32, dtype_policy, prepare_tensorflow
 from ..predict import (
     PERCENTILES, auto_tiles, normalize, pad_to_multiple, parse_tiles, select_channels, tile_layout,
 )
@@ -179,9 +179,10 @@ class UNetSpec:
             files.append(self.path / PARAMETERS_FILE)
         return files
 
-    def build(self):
-        """The loaded model (TensorFlow); use :func:`nucleai.models.load` for the cached one."""
-        return UNetModel(self)
+    def build(self, precision=FLOAT32):
+        """The loaded model (TensorFlow), computing in ``precision``; use
+        :func:`nucleai.models.load` for the cached one."""
+        return UNetModel(self, precision)
 
 
 def unet_spec(path, config):
@@ -204,14 +205,16 @@ def unet_spec(path, config):
 class UNetModel:
     """A loaded refinement U-Net: its spec and one compiled forward pass."""
 
-    def __init__(self, spec):
-        quiet_tensorflow()
+    def __init__(self, spec, precision=FLOAT32):
+        prepare_tensorflow()
         self.spec = spec
-        self.keras_model = load_weights(build_unet(spec.config), spec, "U-Net")
+        self.precision = precision
+        with dtype_policy(precision):
+            self.keras_model = load_weights(build_unet(spec.config), spec, "U-Net")
         keras_model = self.keras_model
 
         def forward(batch):
-            return keras_model(batch, training=False)
+            return as_float32(keras_model(batch, training=False))
 
         self._forward = compiled_forward(forward, spec.n_channel_in)
 

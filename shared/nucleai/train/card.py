@@ -64,6 +64,7 @@ def render_model_card(detector, *, config, settings, augmenter, n_train, n_val, 
         "epochs": "all epochs done",
         "early_stopping": f"early stopping ({settings.patience} epochs without a better validation loss)",
         "time_budget": "wall-clock budget used up (run the same command again to continue)",
+        "stopped": "stopped on request; the best epoch so far is kept (run again to continue)",
     }[training.stopped]
     lines = [
         f"# {name}: star-convex nucleus detector",

@@ -172,7 +172,7 @@ def _training_keywords(settings):
 def train_detector(train, val, out_dir, *, n_channels, settings=loop.TrainSettings(),
                    network=NetworkSettings(), base=None, augmenter=Augmenter(), extra=(),
                    percentiles=PERCENTILES, data_description=None, command=None, progress=True,
-                   log=None):
+                   log=None, should_stop=None, on_progress=None):
     """Train (or fine-tune, or resume) a star-convex detector into a model folder.
 
     Parameters
@@ -203,6 +203,10 @@ def train_detector(train, val, out_dir, *, n_channels, settings=loop.TrainSettin
         The command that ran this, for the model card.
     progress : bool
     log : callable, optional
+    should_stop, on_progress : callable, optional
+        See :func:`nucleai.train.loop.fit`. Stopped on request, the model is finished (thresholds,
+        scores, card) from the best epoch so far; :class:`nucleai.train.loop.TrainingStopped`
+        when no epoch had finished.
 
     Returns
     -------
@@ -229,7 +233,8 @@ def train_detector(train, val, out_dir, *, n_channels, settings=loop.TrainSettin
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / CONFIG_FILE).write_text(json.dumps(config))
     metadata = {} if base_path is None else {BASE_KEY: str(base_path)}
-    (out_dir / METADATA_FILE).write_text(json.dumps(metadata))
+    if not (out_dir / loop.STATE_FILE).is_file():  # resumed: a finished or stopped model keeps its metadata
+        (out_dir / METADATA_FILE).write_text(json.dumps(metadata))
 
     def pairs(samples, what):
         prepared = []
@@ -246,7 +251,7 @@ def train_detector(train, val, out_dir, *, n_channels, settings=loop.TrainSettin
         [starconvex.prob_loss, starconvex.dist_loss(n_rays, float(config["train_background_reg"]))],
         pairs(train, "training"), pairs(val, "validation"), out_dir, settings,
         loss_weights=list(config["train_loss_weights"]), augmenter=augmenter, extra_pairs=pairs(extra, "extra"),
-        progress=progress, log=log,
+        progress=progress, log=log, should_stop=should_stop, on_progress=on_progress,
     )
 
     diameter = median_object_diameter([s.labels for s in train])

@@ -63,6 +63,14 @@ Resuming
     the same architecture. ``settings.minutes`` is a budget per call, so a run cut by the budget
     goes on when called again.
 
+Stopping on request and progress
+    ``should_stop()`` (optional) is asked after every optimiser step and before every epoch;
+    when it answers true the unfinished epoch is dropped and :func:`fit` returns with
+    ``stopped == "stopped"``, leaving the checkpoint of the last whole epoch (resumable, as after
+    Ctrl-C) and its best weights; with no epoch ever finished there are no best weights and it
+    raises :class:`TrainingStopped` instead. ``on_progress(TrainingProgress)`` (optional) is
+    called after every step, so a front end can show epoch, loss and time left.
+
 Wall-clock budget
     With ``settings.minutes`` the loop does not start an epoch it expects (from the mean epoch
     time so far, validation included) to end after the budget; the first epoch of a call always
@@ -193,6 +201,46 @@ class TrainSettings:
         return self
 
 
+class TrainingStopped(Exception):
+    """Training was stopped on request (``should_stop``) before any epoch had finished, so
+    there are no best weights to make a model of."""
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """Where :func:`fit` is, for ``on_progress``.
+
+    Attributes
+    ----------
+    epoch, epochs : int
+        The epoch running (1-based, counted over resumed calls) and the maximum.
+    step, steps : int
+        Steps done in this epoch, and per epoch.
+    loss : float
+        Mean training loss of this epoch so far.
+    seconds_left : float
+        Estimated seconds until the last epoch ends (or the time budget does), from the time
+        per step so far; early stopping may end training sooner.
+    """
+
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    loss: float
+    seconds_left: float
+
+
+def seconds_left(settings, epochs_done, step, seconds_per_step, elapsed):
+    """Estimated seconds until the run ends: the steps left (this epoch's and those of the
+    epochs after it) at ``seconds_per_step``, at most what is left of ``settings.minutes``."""
+    steps_left = (settings.epochs - epochs_done) * settings.steps_per_epoch - step
+    left = max(steps_left, 0) * seconds_per_step
+    if settings.minutes is not None:
+        left = min(left, 60 * settings.minutes - elapsed)
+    return max(left, 0.0)
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """What :func:`fit` did (over all resumed calls).
@@ -207,7 +255,8 @@ class TrainResult:
         Per epoch: ``epoch``, ``loss`` (mean training loss), ``val_loss``, ``learning_rate``,
         ``seconds``.
     stopped : str
-        ``"epochs"`` (all epochs done), ``"early_stopping"`` or ``"time_budget"``.
+        ``"epochs"`` (all epochs done), ``"early_stopping"``, ``"time_budget"`` or
+        ``"stopped"`` (on request: ``should_stop``).
     out_dir : Path
     """
 
@@ -437,7 +486,8 @@ def _step_functions(model, losses, loss_weights, optimizer):
 
 
 def fit(model, targets, losses, train_pairs, val_pairs, out_dir, settings=TrainSettings(), *,
-        loss_weights=None, augmenter=None, extra_pairs=(), progress=True, log=None):
+        loss_weights=None, augmenter=None, extra_pairs=(), progress=True, log=None, should_stop=None,
+        on_progress=None):
     """Train ``model`` on patches of (image, labels) pairs; see the module docstring.
 
     Parameters
@@ -462,6 +512,11 @@ def fit(model, targets, losses, train_pairs, val_pairs, out_dir, settings=TrainS
         Show a progress bar per epoch (tqdm, on stderr).
     log : callable, optional
         ``log(message)`` receives one line per epoch and per event (resume, stop).
+    should_stop : callable, optional
+        ``should_stop() -> bool``, asked after every step and before every epoch (see the
+        module docstring).
+    on_progress : callable, optional
+        ``on_progress(TrainingProgress)`` after every step.
 
     Returns
     -------
@@ -469,6 +524,8 @@ def fit(model, targets, losses, train_pairs, val_pairs, out_dir, settings=TrainS
 
     Raises
     ------
+    TrainingStopped
+        Stopped on request before any epoch (of this or an earlier call) had finished.
     InputError
         For settings out of range, no training or validation pairs, pairs of unequal shapes or
         channel counts, extra pairs asked for but not given, or a state file that does not fit.
@@ -478,6 +535,8 @@ def fit(model, targets, losses, train_pairs, val_pairs, out_dir, settings=TrainS
 
     settings.check()
     log = log or (lambda message: None)
+    should_stop = should_stop or (lambda: False)
+    on_progress = on_progress or (lambda progress: None)
     train_pairs = _check_pairs(train_pairs, "training")
     val_pairs = _check_pairs(val_pairs, "validation")
     extra_pairs = _check_pairs(extra_pairs, "extra")
@@ -530,6 +589,9 @@ def fit(model, targets, losses, train_pairs, val_pairs, out_dir, settings=TrainS
     epoch_seconds = []
     last_curve = start
     while state["stopped"] is None and state["epochs_done"] < settings.epochs:
+        if should_stop():
+            stopped = "stopped"
+            break
         if settings.minutes is not None and epoch_seconds:
             expected_end = time.monotonic() - start + np.mean(epoch_seconds)
             if expected_end > 60 * settings.minutes:
@@ -559,7 +621,21 @@ def fit(model, targets, losses, train_pairs, val_pairs, out_dir, settings=TrainS
                     pending = worker.submit(next_batch)
                 losses_seen.append(_to_float(train_step(x, ys)))
                 bar.set_postfix(loss=f"{np.mean(losses_seen):.4f}", refresh=False)
+                per_step = (np.mean(epoch_seconds) / settings.steps_per_epoch if epoch_seconds
+                            else (time.monotonic() - epoch_start) / (step + 1))
+                on_progress(TrainingProgress(
+                    epoch=epoch, epochs=settings.epochs, step=step + 1, steps=settings.steps_per_epoch,
+                    loss=float(np.mean(losses_seen)),
+                    seconds_left=seconds_left(settings, state["epochs_done"], step + 1, per_step,
+                                              time.monotonic() - start)))
+                if should_stop():
+                    stopped = "stopped"
+                    break
         bar.close()
+        if stopped == "stopped":  # this epoch is dropped: the checkpoint of the last whole one stays
+            log(f"stopped on request during epoch {epoch}; keeping the checkpoint after epoch "
+                f"{state['epochs_done']} (best: epoch {state['best_epoch']})")
+            break
         sizes = [len(x) for x, _ in val_batches]
         val_losses = [_to_float(val_step(x, ys)) for x, ys in val_batches]
         val_loss = float(np.average(val_losses, weights=sizes))
@@ -600,6 +676,8 @@ def fit(model, targets, losses, train_pairs, val_pairs, out_dir, settings=TrainS
             log(f"early stopping: no better validation loss for {settings.patience} epochs")
     if state["history"]:
         plot_loss_curve(state["history"], out_dir / LOSS_CURVE)
+    if stopped == "stopped" and not state["best_epoch"]:
+        raise TrainingStopped("training was stopped before its first epoch ended: there are no weights to keep")
     return TrainResult(
         epochs_done=state["epochs_done"], best_epoch=state["best_epoch"],
         best_val_loss=state["best_val_loss"], history=state["history"], stopped=stopped,

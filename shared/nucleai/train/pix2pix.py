@@ -98,7 +98,7 @@ import numpy as np
 from ..errors import InputError
 from ..labels import check_labels
 from ..models import CONFIG_FILE, WEIGHTS_FILES, find_weights, load_weights
-from ..runtime import quiet_tensorflow
+from ..runtime import FLOAT32, dtype_policy, prepare_tensorflow
 from .seeding import seeded
 
 KIND = "generator"
@@ -446,7 +446,7 @@ def train_generator(label_images, images, *, n_channels, settings=GeneratorSetti
         Settings out of range, unequal counts, an image and label image of different sizes, a
         channel count other than 1, 3 or 4, label images that are not integers, no object.
     """
-    quiet_tensorflow()
+    prepare_tensorflow()
     from tqdm import tqdm
 
     settings.check()
@@ -558,9 +558,10 @@ class GeneratorSpec:
         """The files the generator is built from (for cache keys)."""
         return [self.path / CONFIG_FILE, self.weights]
 
-    def build(self):
-        """The loaded generator (TensorFlow); use :func:`nucleai.models.load` for the cached one."""
-        return GeneratorModel(self)
+    def build(self, precision=FLOAT32):
+        """The loaded generator (TensorFlow), computing in ``precision``; use
+        :func:`nucleai.models.load` for the cached one."""
+        return GeneratorModel(self, precision)
 
 
 def generator_spec(path, config):
@@ -587,10 +588,12 @@ class GeneratorModel:
     """A loaded generator: its :class:`GeneratorSpec` and the Keras network
     (``keras_model``, for :func:`render_images`)."""
 
-    def __init__(self, spec):
-        quiet_tensorflow()
+    def __init__(self, spec, precision=FLOAT32):
+        prepare_tensorflow()
         self.spec = spec
-        self.keras_model = load_weights(build_generator(spec.n_channels, spec.settings), spec, "generator")
+        self.precision = precision
+        with dtype_policy(precision):
+            self.keras_model = load_weights(build_generator(spec.n_channels, spec.settings), spec, "generator")
 
     @property
     def name(self):
@@ -639,7 +642,7 @@ def render_images(generator, label_images, *, n_channels):
         for first in range(0, len(indices), per_batch):
             chosen = indices[first : first + per_batch]
             x = np.stack([_pad_to(mask_channels(label_images[i]), shape) for i in chosen])
-            out = np.asarray(generator(x, training=False))
+            out = np.asarray(generator(x, training=False), dtype=np.float32)  # bfloat16 too
             for i, image in zip(chosen, out):
                 h, w = label_images[i].shape
                 pixels = np.clip(np.rint((image[:h, :w] + 1) * 127.5), 0, 255).astype(np.uint8)

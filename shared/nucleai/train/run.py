@@ -12,6 +12,12 @@ A folder holding a checkpoint is resumed only by the same run (:mod:`nucleai.tra
 settings checked by :func:`check_setup`, images by :func:`run_training`); ``restart`` starts
 afresh there instead.
 
+A front end that can stop a run (CellProfiler's Stop Analysis) passes ``should_stop``: a run
+stopped in the detector's training is finished from its best epoch so far (thresholds, scores,
+a model card saying it was stopped) and stays resumable; one stopped earlier (style clustering,
+generators, network building) raises :class:`~nucleai.train.loop.TrainingStopped` and leaves
+nothing of itself in the folder (:class:`_StopControl`).
+
 Errors are :class:`~nucleai.errors.InputError` carrying the field at fault: a field of
 :class:`~nucleai.train.options.TrainOptions`, or ``out``, ``model_name``, ``base``,
 ``first_pass``, ``labels`` (the annotated images), ``resume`` (a checkpoint of another run) for
@@ -22,13 +28,50 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..models import CONFIG_FILE, read_json, read_spec
-from . import detector, record, styletransfer
+from . import detector, loop, record, styletransfer
 from .data import drop_blank, split_validation
+from .loop import TrainingStopped
 from .seeding import caller_random_state_kept
 
 #: Why a run stopped, in words.
 STOPPED = {"epochs": "all epochs done", "early_stopping": "stopped early",
-           "time_budget": "time budget used up; run again to continue"}
+           "time_budget": "time budget used up; run again to continue",
+           "stopped": "stopped on request; best epoch so far kept, run again to continue"}
+
+
+class _StopControl:
+    """Where a run is when a stop is asked decides how it stops.
+
+    The detector's loop asks ``should_stop`` between steps itself (and the model is then
+    finished from its best epoch). Before the loop (style clustering, first-pass segmentation,
+    each style's generator, building the network) the only points the run passes are its log
+    lines: the next one raises :class:`TrainingStopped`, as soon as the generators report (every
+    :data:`nucleai.train.pix2pix.LOG_EVERY` steps).
+    """
+
+    def __init__(self, should_stop, log):
+        self._should_stop = should_stop
+        self._log = log
+        self._in_loop = False
+
+    def loop_should_stop(self):
+        self._in_loop = True
+        return self._should_stop()
+
+    def log(self, message):
+        self._log(message)
+        if not self._in_loop and self._should_stop():
+            raise TrainingStopped("training was stopped before the detector's first epoch ended")
+
+
+def _forget_stopped_run(out, log):
+    """After a stop with nothing to keep: remove what this run wrote, unless the folder holds
+    the checkpoint of an earlier run (kept resumable, as after Ctrl-C)."""
+    if (Path(out) / loop.STATE_FILE).is_file() and (Path(out) / loop.BEST_WEIGHTS).is_file():
+        log(f"stopped on request; {out} keeps the checkpoint of the earlier run")
+        return
+    record.clear_run(out)
+    log(f"stopped on request before any epoch ended; nothing was kept in {out}")
 
 
 @dataclass(frozen=True)
@@ -169,7 +212,8 @@ def check_setup(options, out, *, base=None, first_pass=None, restart=False):
 
 
 def run_training(annotated, out, options, *, val=None, unlabeled=(), base=None, first_pass=None,
-                 restart=False, data_description=(), command=None, progress=False, log=None):
+                 restart=False, data_description=(), command=None, progress=False, log=None,
+                 should_stop=None, on_progress=None):
     """Train (or fine-tune, or resume) a star-convex detector into a model folder.
 
     Parameters
@@ -193,6 +237,10 @@ def run_training(annotated, out, options, *, val=None, unlabeled=(), base=None, 
     progress : bool
         Progress bars on stderr.
     log : callable, optional
+    should_stop : callable, optional
+        ``should_stop() -> bool``, polled during training: see the module docstring.
+    on_progress : callable, optional
+        ``on_progress(nucleai.train.loop.TrainingProgress)`` after every training step.
 
     Returns
     -------
@@ -206,6 +254,8 @@ def run_training(annotated, out, options, *, val=None, unlabeled=(), base=None, 
         augmentation without unannotated images; ``resume`` for a checkpoint of a run on other
         images (:func:`nucleai.train.record.check_data`); and what training raises. All of
         them before anything is written.
+    TrainingStopped
+        Stopped on request before any epoch ended; what the run wrote is removed.
 
     Blank images (:func:`nucleai.train.data.is_blank`) are left out, each with a warning.
     """
@@ -246,12 +296,18 @@ def run_training(annotated, out, options, *, val=None, unlabeled=(), base=None, 
     n_channels = options.channels or detector.input_channels(out, train + val + unlabeled, base)
     log(f"training on {len(train)} training and {len(val)} validation images, {n_channels} channel(s)"
         + (f", {len(unlabeled)} unannotated for style augmentation" if unlabeled else ""))
-    with caller_random_state_kept():  # networks built to predict draw from Python's random too
-        styled = styletransfer.train_with_styles(
-            train, val, out, n_channels=n_channels, settings=options.loop_settings(), unlabeled=unlabeled,
-            style=options.style_settings(), first_pass=first_pass, base=base, augmenter=options.augmenter(),
-            data_description=description, command=command, progress=progress, log=log,
-        )
+    stop = _StopControl(should_stop or (lambda: False), log)
+    try:
+        with caller_random_state_kept():  # networks built to predict draw from Python's random too
+            styled = styletransfer.train_with_styles(
+                train, val, out, n_channels=n_channels, settings=options.loop_settings(), unlabeled=unlabeled,
+                style=options.style_settings(), first_pass=first_pass, base=base, augmenter=options.augmenter(),
+                data_description=description, command=command, progress=progress, log=stop.log,
+                should_stop=stop.loop_should_stop, on_progress=on_progress,
+            )
+    except TrainingStopped:
+        _forget_stopped_run(out, log)
+        raise
     return TrainingRun(detector=styled.detector, styles=styled.styles, n_train=len(train), n_val=len(val),
                        n_unlabeled=len(unlabeled))
 

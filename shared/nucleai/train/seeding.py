@@ -15,6 +15,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from ..runtime import prepare_tensorflow
+
 
 @contextmanager
 def caller_random_state_kept():
@@ -31,7 +33,9 @@ def caller_random_state_kept():
 @contextmanager
 def seeded(seed):
     """Within the block, Keras, TensorFlow, Python and numpy are seeded with ``seed``; on leaving
-    it, Python's ``random`` and numpy's global generator are back in their earlier states."""
+    it, Python's ``random`` and numpy's global generator are back in their earlier states.
+    Every training run starts here, so this is where TensorFlow gets the process's settings."""
+    prepare_tensorflow()
     import keras
 
     with caller_random_state_kept():

@@ -31,7 +31,7 @@ would overlap an object already placed (or leave more than half the object outsi
 is rejected and another drawn, at most ``max_tries`` times, after which the object is left
 out: objects may touch but never overlap. Ids are 1 ... N in placement order.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.ndimage as ndi
@@ -40,10 +40,11 @@ from scipy.spatial import cKDTree
 from scipy.special import erfcx
 from skimage.draw import polygon as draw_polygon
 from skimage.measure import regionprops
+from skimage.transform import resize
 
 from ..errors import InputError
 
-__all__ = ["ObjectStats", "measure_objects", "synthesise_masks"]
+__all__ = ["ObjectStats", "measure_objects", "synthesise_masks", "with_shapes_of"]
 
 #: A measured Clark-Evans ratio below this counts as a clustered layout.
 CLUSTERED_BELOW = 0.8
@@ -199,6 +200,41 @@ def synthesise_masks(stats, shape, n, *, real_share=0.5, seed=0, max_tries=50):
         masks = [_real_shape(stats, rng) if r else _simulated_shape(stats, rng) for r in real]
         images.append(_place(masks, shape, _centre_sampler(stats, shape, count, rng), max_tries))
     return images
+
+
+def with_shapes_of(stats, shapes, *, seed=0):
+    """``stats`` with its real shapes replaced by ``shapes`` resized to ``stats``' own sizes.
+
+    nucleAIzer draws a style's synthetic nuclei from the real nuclei of every kind of image, each
+    shown at the size of that style's nuclei: a style with few (or only first-pass) masks then
+    still gets many real nucleus outlines. Each shape is scaled (nearest neighbour, so it stays
+    binary) to an equivalent diameter drawn from ``stats.diameters``; sizes, density and
+    layout stay those measured in the style.
+
+    Parameters
+    ----------
+    stats : ObjectStats
+        The style's measured objects.
+    shapes : sequence of 2-D bool arrays
+        Real object shapes (e.g. ``measure_objects(all_masks).shapes``), each non-empty.
+    seed : int
+        Seed of the drawn diameters.
+    """
+    if not isinstance(stats, ObjectStats):
+        raise InputError(f"stats must be an ObjectStats (from measure_objects), got "
+                         f"{type(stats).__name__}")
+    shapes = [np.asarray(shape, bool) for shape in shapes]
+    if not shapes or any(shape.ndim != 2 or not shape.any() for shape in shapes):
+        raise InputError("shapes must be a non-empty sequence of non-empty 2-D masks")
+    rng = np.random.default_rng(seed)
+    resized = []
+    for shape in shapes:
+        factor = rng.choice(stats.diameters) / (2 * np.sqrt(shape.sum() / np.pi))
+        size = tuple(max(1, int(round(side * factor))) for side in shape.shape)
+        mask = resize(shape.astype(np.float32), size, order=0, anti_aliasing=False) > 0.5
+        cropped = _crop(mask)
+        resized.append(cropped if cropped is not None else np.ones((1, 1), bool))
+    return replace(stats, shapes=tuple(resized))
 
 
 # ---------------------------------------------------------------------------------------------
