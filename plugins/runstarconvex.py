@@ -181,8 +181,10 @@ diameter the model expects yourself (necessary for models without that file)."""
 Large images are predicted in overlapping tiles to bound the memory the network needs; the
 tiles are stitched seamlessly (each tile sees enough context around its core).
 
--  *{TILES_AUTO}:* images with a side above {predict.AUTO_TILE_SIDE} pixels (after rescaling)
-   are tiled, with tiles of at most that size.
+-  *{TILES_AUTO}:* an image of more than {predict.AUTO_TILE_PIXELS / 2**20:g} megapixels (after
+   rescaling; the network needs ~300-400 bytes per pixel) is tiled, with the fewest tiles that
+   each stay within that size; smaller images, every common camera field included, are
+   predicted whole (fastest).
 -  *{TILES_FIXED}:* always use the number of tiles given below (more tiles, less memory,
    somewhat more time).""",
         )

@@ -27,7 +27,6 @@ else
     build="${installed_build:-cpu}"
 fi
 [ "$build" = gpu ] || [ "$build" = cpu ] || build=cpu
-tf_version="$(sed -n 's/^tensorflow_cpu==//p' constraints.txt)"
 
 if ! JAVA_HOME="$(bash scripts/find_java_home.sh)"; then
     cat >&2 <<'MSG'
@@ -38,6 +37,8 @@ MSG
     exit 1
 fi
 export JAVA_HOME
+# The CUDA build is installed at the version constraints.txt pins for tensorflow-cpu.
+tf_version="$(grep '^tensorflow_cpu==' constraints.txt | cut -d= -f3)"
 
 "$python" - <<'PY' || { echo "error: Python 3.11 is required (found $("$python" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2; exit 1; }
 import sys

@@ -137,6 +137,38 @@ def test_polygons_to_label_matches_stardist(seed):
                                   stardist_geometry.polygons_to_label(dist, points, (80, 90)))
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_compiled_rendering_draws_skimages_pixels_on_the_edge_cases(seed):
+    """Pixel centres on edges and vertices (integer and half-integer vertices), polygons
+    leaving the image on every side, slivers and single pixels, 8 to 64 rays: the same pixels
+    as skimage.draw.polygon, which stardist renders with."""
+    from skimage.draw import polygon as skimage_polygon
+
+    rng = np.random.default_rng(seed)
+    n_rays = [8, 16, 32, 64, 32, 32][seed]
+    shape = (int(rng.integers(20, 90)), int(rng.integers(20, 90)))
+    n = 80
+    points = rng.uniform(-15, max(shape) + 15, (n, 2))
+    dist = rng.uniform(0, 20, (n, n_rays)).astype(np.float32)
+    points[::3] = np.round(points[::3] * 2) / 2      # centres on pixel centres and halfway
+    dist[::4] = np.round(dist[::4])                  # whole radii: vertices on rows/columns
+    dist[5::7] *= 0.05                               # slivers and single pixels
+    prob = rng.random(n)
+    coord = geometry.polygon_vertices(dist, points)
+    expected = np.zeros(shape, np.uint16)
+    for i in np.argsort(prob, kind="stable"):
+        rr, cc = skimage_polygon(coord[i, 0], coord[i, 1], shape)
+        expected[rr, cc] = i + 1
+    np.testing.assert_array_equal(geometry.polygons_to_label(dist, points, shape, prob=prob), expected)
+
+
+def test_more_than_65535_polygons_get_uint32_labels():
+    n = 70000
+    points = np.stack(np.divmod(np.arange(n), 280), axis=1) * 1.0
+    labels = geometry.polygons_to_label(np.full((n, 8), 0.3, np.float32), points, (250, 280))
+    assert labels.dtype == np.uint32 and labels.max() == n and labels[0, 0] == 1
+
+
 def test_polygons_to_label_higher_score_wins_contested_pixels():
     dist = np.full((2, 16), 6.0, np.float32)
     points = np.array([[10, 10], [10, 16]])

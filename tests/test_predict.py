@@ -284,14 +284,33 @@ def test_tile_layout_cores_partition_the_image():
 
 
 def test_auto_tiles_and_parse_tiles():
-    assert predict.auto_tiles((1000, 2048)) == (1, 1)
-    assert predict.auto_tiles((2049, 5000)) == (2, 3)
+    assert predict.auto_tiles((1000, 2048), 2048) == (1, 1)
+    assert predict.auto_tiles((2049, 5000), 2048) == (2, 3)
     assert predict.parse_tiles("auto") == "auto"
     assert predict.parse_tiles("2x3") == (2, 3)
     assert predict.parse_tiles((1, 4)) == (1, 4)
     for bad in ("0x2", "2", "axb", "2x2x2"):
         with pytest.raises(InputError):
             predict.parse_tiles(bad)
+
+
+def test_memory_tiles_tile_only_images_too_large_for_the_budget():
+    never_called = lambda: pytest.fail("the overlap is measured only when tiling")  # noqa: E731
+    for camera in ((2048, 2048), (2160, 2560), (2304, 2304)):  # predicted whole
+        assert predict.memory_tiles(camera, never_called) == (1, 1)
+    overlap = (96, 96)
+    for shape in ((3072, 3072), (4096, 4096), (8192, 8192), (2560, 12000), (64, 200000)):
+        ny, nx = predict.memory_tiles(shape, overlap)
+        window_y = -(-shape[0] // ny) + (2 * overlap[0] if ny > 1 else 0)
+        window_x = -(-shape[1] // nx) + (2 * overlap[1] if nx > 1 else 0)
+        assert window_y * window_x <= predict.AUTO_TILE_PIXELS, shape
+        assert ny * nx > 1
+    ny, nx = predict.memory_tiles((8192, 8192), overlap)
+    assert ny * nx <= 16 and max(ny, nx) <= 2 * min(ny, nx)  # near-square tiles, not thin strips
+    # 2x2: windows of 692 x 692 (1.92 M pixels in all); 1x4: 1000 x 442 (1.77 M); 1x3 does not fit
+    assert predict.memory_tiles((1000, 1000), overlap, max_pixels=500_000) == (1, 4)
+    with pytest.raises(InputError, match="give the tiles yourself"):
+        predict.memory_tiles((10**6, 10**6), overlap)
 
 
 def test_the_bundled_model_matches_stardist_on_dsb_validation_images(dsb2018):

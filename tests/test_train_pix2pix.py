@@ -146,6 +146,23 @@ def test_the_minutes_budget_stops_training(tmp_path):
     assert pix2pix.render_images(generator, [labels], n_channels=3)[0].shape == (20, 20, 3)
 
 
+def test_a_stop_request_ends_training_within_one_step(tmp_path):
+    from nucleai.train.loop import TrainingStopped
+
+    labels, image = disks(np.random.default_rng(6))
+    settings = pix2pix.GeneratorSettings(size=32, n_filters=4, depth=3, steps=1000, minutes=None)
+    asked = []
+
+    def should_stop():
+        asked.append(True)
+        return len(asked) > 3  # three steps, then stop
+
+    with pytest.raises(TrainingStopped, match="after 3 steps"):
+        pix2pix.train_generator([labels], [image], n_channels=1, settings=settings, out_dir=tmp_path / "g",
+                                progress=False, should_stop=should_stop)
+    assert len(asked) == 4 and not (tmp_path / "g").exists()
+
+
 @pytest.mark.parametrize("changes, words", [
     ({"size": 40}, r"multiple of 2\*\*depth"),
     ({"n_filters": 0}, "n filters"),

@@ -90,6 +90,20 @@ def test_a_resumed_run_reuses_the_synthetic_pairs(styled, tmp_path):
     assert "reusing" in messages[0]
 
 
+def test_a_stop_during_the_generators_stops_the_run(tmp_path):
+    unlabeled = [Sample(s.name, s.image, None) for s in histology(4, 1)]
+    slow = styletransfer.StyleSettings(k=1, min_cluster_size=2, pairs_per_style=3, share=0.5,
+                                       generator=GeneratorSettings(size=32, n_filters=4, depth=3, steps=10_000,
+                                                                   minutes=None))
+    asked = []
+    with pytest.raises(loop.TrainingStopped, match="style generator"):
+        styletransfer.train_with_styles(
+            fluorescence(3, 0), fluorescence(1, 2), tmp_path / "model", n_channels=3, settings=SETTINGS,
+            unlabeled=unlabeled, style=slow, base=tiny_model_dir(), progress=False,
+            style_should_stop=lambda: asked.append(True) or len(asked) > 2)
+    assert len(asked) == 3  # polled every step: the third answer stopped it
+
+
 def test_bad_style_input_is_named(tmp_path):
     with pytest.raises(InputError, match="unannotated images"):
         styletransfer.synthesise_styles(fluorescence(2, 0), [], tmp_path / "a", n_channels=1, settings=STYLE)

@@ -6,15 +6,15 @@ ray angles ``phi_k = 2 * pi * k / n_rays`` (:func:`ray_angles`); its polygon has
 towards +y (rows). These are stardist's definitions (stardist 0.9 ``star_dist``,
 ``dist_to_coord``, ``polygons_to_label``) and every function here reproduces stardist's numbers:
 star distances bit for bit (same single-precision ray marching), vertices in the same float32
-rounding, and rendering through ``skimage.draw.polygon`` in the same order, so that models
+rounding, and rendering of the pixels ``skimage.draw.polygon`` draws (compiled,
+:mod:`nucleai._render`) in the same order, so that models
 trained with stardist and models trained here are interchangeable.
 """
 import numbers
 
 import numpy as np
-from skimage.draw import polygon as draw_polygon
 
-from . import _geometry
+from . import _geometry, _render
 from .errors import InputError
 
 __all__ = ["ray_angles", "star_dist", "polygon_vertices", "polygon_area", "polygons_to_label"]
@@ -124,8 +124,8 @@ def polygon_area(dist):
 def polygons_to_label(dist, points, shape, prob=None):
     """Render star-convex polygons into a label image, higher scores on top.
 
-    Polygons are drawn with ``skimage.draw.polygon`` in ascending order of ``prob`` (stable for
-    ties), so where polygons overlap the pixel goes to the one with the highest score, as in
+    Polygons are drawn pixel for pixel as ``skimage.draw.polygon`` draws them (compiled, in
+    :mod:`nucleai._render`), in ascending order of ``prob`` (stable for ties), so where polygons overlap the pixel goes to the one with the highest score, as in
     ``stardist.geometry.polygons_to_label``. Polygon ``i`` gets label ``i + 1`` (input order),
     so labels map back to the rows of ``dist`` and ``points``; a polygon entirely covered by
     higher-scoring ones, or too thin to contain a pixel centre, leaves its label unused.
@@ -159,9 +159,7 @@ def polygons_to_label(dist, points, shape, prob=None):
             raise InputError("prob contains NaN")
         order = np.argsort(prob, kind="stable")
     labels = np.zeros(shape, np.uint16 if n <= np.iinfo(np.uint16).max else np.uint32)
-    for i in order:
-        rr, cc = draw_polygon(coord[i, 0], coord[i, 1], shape)
-        labels[rr, cc] = i + 1
+    _render.render_polygons(np.ascontiguousarray(coord), np.ascontiguousarray(order, dtype=np.intp), labels)
     return labels
 
 

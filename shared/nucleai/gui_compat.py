@@ -31,10 +31,12 @@ with "module 'matplotlib.cm' has no attribute 'get_cmap'"); it is put back, as a
 
 A fourth: a multiple-choice setting's list (``ModuleView.make_multichoice_control``, e.g.
 TTAMerge's transforms) is filled by selecting its selected items one by one, and wx on GTK
-scrolls a list box to every item it selects, so the list opened scrolled to its last selected
-item, the first ones (TTAMerge's "identity") out of sight. A new list is scrolled back to its
-first selected item (the top when none is). This one is applied on GTK whether wx takes floats
-or not: it changes only where a list opens.
+scrolls a list box to every item it selects, as far as the list's first size needs: a list
+first shown smaller than its rows (as every panel's were while ``ModuleSizer`` failed, above)
+opened scrolled to its last selected item, the first ones (TTAMerge's "identity") out of sight.
+A new list is scrolled back to its first selected item (the top when none is), whatever its
+first size. This one is applied on GTK whether wx takes floats or not: it changes only where a
+list opens.
 
 Nothing here imports wx: :func:`install` (run at interpreter start by the ``.pth`` file that
 ``scripts/install_gui_env.sh`` writes) only registers an import hook that patches wx right after

@@ -153,8 +153,10 @@ def test_analyze_images_writes_the_demo_outputs(gui_run):
 
 
 def test_the_transform_list_opens_at_identity(gui_run):
-    """wx on GTK scrolls a list to each item CellProfiler selects while filling it
-    (nucleai.gui_compat scrolls it back): TTAMerge's list opened at its sixth transform."""
+    """The list in the real panel: it opened scrolled past "identity" while the panel was laid
+    out wrongly (CellProfiler's float bug), and wx on GTK scrolls a list shown smaller than its
+    rows to the last item CellProfiler selects (nucleai.gui_compat scrolls it back; its effect
+    alone: test_gui_compat_wx.py)."""
     report, _, _ = gui_run
     lists = [row for panel in report["panels"] if panel["module"] == "TTAMerge"
              for row in panel["settings"] if row["setting"] == "Transforms"]

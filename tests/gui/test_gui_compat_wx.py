@@ -60,3 +60,41 @@ def test_tensorflow_loads_after_the_wx_app(gui_env):
     )
     done = subprocess.run([sys.executable, "-c", code], env=gui_env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.split()[-1] == "4.0", done.stderr[-3000:]
+
+
+MULTICHOICE = r"""
+import wx
+from cellprofiler_core.setting.multichoice import MultiChoice
+
+app = wx.App(False)
+from cellprofiler.gui.module_view._module_view import ModuleView  # makes wx images: after the App
+
+frame = wx.Frame(None, size=(400, 300))
+panel = wx.Panel(frame)
+choices = ["identity", "flip_y", "flip_x", "rot90", "rot180", "rot270", "transpose", "transverse"]
+view = ModuleView.__new__(ModuleView)  # a plain MultiChoice's list needs only the panel
+view._ModuleView__module_panel = panel
+patched = ModuleView.make_multichoice_control
+lists = {}
+for name, make in (("patched", patched), ("unpatched", patched.__wrapped__)):
+    control = make(view, MultiChoice("Transforms", choices, value=choices[:6]), name, None)
+    control.SetSize(10 + 160 * len(lists), 10, 150, 80)  # first shown three rows high
+    lists[name] = control
+frame.Show()
+
+def check():
+    print({name: control.GetString(control.GetTopItem()) for name, control in lists.items()})
+    app.ExitMainLoop()
+
+wx.CallLater(1500, check)
+app.MainLoop()
+"""
+
+
+def test_a_multiple_choice_list_opens_at_its_first_selected_item(gui_env):
+    """TTAMerge's transforms, first shown three rows high: CellProfiler's own list opens at the
+    fifth (wx on GTK scrolls to each item selected), the patched one at "identity"."""
+    done = subprocess.run([sys.executable, "-c", MULTICHOICE], env=gui_env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "{'patched': 'identity', 'unpatched': 'rot180'}"

@@ -227,7 +227,7 @@ class UNetModel:
         ``spec.div_by``."""
         with contextlib.redirect_stdout(io.StringIO()):
             out = self._forward(np.ascontiguousarray(x, dtype=np.float32)[np.newaxis])
-        return out.numpy()[0]
+        return np.asarray(out)[0]  # a view of TensorFlow's buffer, not a copy
 
 
 # --------------------------------------------------------------------------------------------

@@ -415,7 +415,7 @@ def _write_json(path, data):
 
 
 def train_generator(label_images, images, *, n_channels, settings=GeneratorSettings(), out_dir=None,
-                    progress=True, log=None):
+                    progress=True, log=None, should_stop=None):
     """Train one style's mask-to-image generator on (label image, image) pairs.
 
     Parameters
@@ -434,6 +434,10 @@ def train_generator(label_images, images, *, n_channels, settings=GeneratorSetti
         Show a progress bar (tqdm, on stderr).
     log : callable, optional
         ``log(message)`` receives the mean losses every :data:`LOG_EVERY` steps and a last line.
+    should_stop : callable, optional
+        ``should_stop() -> bool``, asked before every step: True raises
+        :class:`nucleai.train.loop.TrainingStopped` (nothing is written), so a front end's Stop
+        takes effect within one step.
 
     Returns
     -------
@@ -478,6 +482,11 @@ def train_generator(label_images, images, *, n_channels, settings=GeneratorSetti
         if budget is not None and done and time.monotonic() - start >= budget:
             stopped = f"time budget of {settings.minutes:g} min"
             break
+        if should_stop is not None and should_stop():
+            from .loop import TrainingStopped
+
+            bar.close()
+            raise TrainingStopped(f"stopped on request after {done} steps of a style generator")
         losses = step(*next_batch())
         interval.append([float(value) for value in losses])
         done += 1

@@ -45,14 +45,18 @@ class _StopControl:
     The detector's loop asks ``should_stop`` between steps itself (and the model is then
     finished from its best epoch). Before the loop (style clustering, first-pass segmentation,
     each style's generator, building the network) the only points the run passes are its log
-    lines: the next one raises :class:`TrainingStopped`, as soon as the generators report (every
-    :data:`nucleai.train.pix2pix.LOG_EVERY` steps).
+    lines, where the next one raises :class:`TrainingStopped`, and the style generators' steps,
+    each of which asks :meth:`requested` first (so a stop takes effect within one step).
     """
 
     def __init__(self, should_stop, log):
         self._should_stop = should_stop
         self._log = log
         self._in_loop = False
+
+    def requested(self):
+        """Whether a stop is asked (the style generators poll it every step)."""
+        return self._should_stop()
 
     def loop_should_stop(self):
         self._in_loop = True
@@ -303,7 +307,7 @@ def run_training(annotated, out, options, *, val=None, unlabeled=(), base=None, 
                 train, val, out, n_channels=n_channels, settings=options.loop_settings(), unlabeled=unlabeled,
                 style=options.style_settings(), first_pass=first_pass, base=base, augmenter=options.augmenter(),
                 data_description=description, command=command, progress=progress, log=stop.log,
-                should_stop=stop.loop_should_stop, on_progress=on_progress,
+                should_stop=stop.loop_should_stop, style_should_stop=stop.requested, on_progress=on_progress,
             )
     except TrainingStopped:
         _forget_stopped_run(out, log)

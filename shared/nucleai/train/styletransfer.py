@@ -201,7 +201,7 @@ def _write_synthetic(folder, report):
 
 
 def synthesise_styles(annotated, unlabeled, out_dir, *, n_channels, settings=StyleSettings(),
-                      first_pass=None, progress=True, log=None):
+                      first_pass=None, progress=True, log=None, should_stop=None):
     """Cluster the unannotated images by style and render synthetic annotated images per style.
 
     Parameters
@@ -222,6 +222,9 @@ def synthesise_styles(annotated, unlabeled, out_dir, *, n_channels, settings=Sty
         images to learn from.
     progress : bool
     log : callable, optional
+    should_stop : callable, optional
+        Asked before every generator step (:func:`.pix2pix.train_generator`): True stops the
+        run with :class:`nucleai.train.loop.TrainingStopped`.
 
     Returns
     -------
@@ -265,7 +268,8 @@ def synthesise_styles(annotated, unlabeled, out_dir, *, n_channels, settings=Sty
         generator_dir = out_dir / f"style_{style_id}"
         generator = pix2pix.train_generator([m for m, _ in pairs], [to_channels(i, n_channels) for _, i in pairs],
                                             n_channels=n_channels, settings=settings.generator,
-                                            out_dir=generator_dir, progress=progress, log=log)
+                                            out_dir=generator_dir, progress=progress, log=log,
+                                            should_stop=should_stop)
         minutes = models.read_spec(generator_dir, kind="generator").config.get("minutes", float("nan"))
         stats = synthetic_masks.measure_objects([m for m, _ in pairs])
         shape = tuple(int(v) for v in np.median([m.shape for m, _ in pairs], axis=0))
@@ -295,7 +299,7 @@ def synthesise_styles(annotated, unlabeled, out_dir, *, n_channels, settings=Sty
 
 def train_with_styles(train, val, out_dir, *, n_channels, settings=TrainSettings(), unlabeled=(),
                       style=None, first_pass=None, base=None, augmenter=None, data_description=None,
-                      command=None, progress=True, log=None, **detector_options):
+                      command=None, progress=True, log=None, style_should_stop=None, **detector_options):
     """Train a detector (:func:`.detector.train_detector`), with style augmentation when asked.
 
     Parameters
@@ -317,6 +321,8 @@ def train_with_styles(train, val, out_dir, *, n_channels, settings=TrainSettings
         Model to fine-tune.
     augmenter, data_description, command, progress, log, detector_options
         Passed on to :func:`.detector.train_detector`.
+    style_should_stop : callable, optional
+        The style stage's stop question (:func:`synthesise_styles`' ``should_stop``).
 
     Returns
     -------
@@ -338,7 +344,8 @@ def train_with_styles(train, val, out_dir, *, n_channels, settings=TrainSettings
         except InputError as error:
             raise InputError(f"first-pass model: {error}", "first_pass") from None
         report = synthesise_styles(train, unlabeled, Path(out_dir) / STYLES_DIR, n_channels=n_channels,
-                                   settings=style, first_pass=model, progress=progress, log=log)
+                                   settings=style, first_pass=model, progress=progress, log=log,
+                                   should_stop=style_should_stop)
         description += report.describe()
         settings = replace(settings, extra_share=style.share)
     else:
