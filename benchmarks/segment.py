@@ -31,7 +31,7 @@ loads the model once: "today" before a change). The methods take turns (``--repe
 each method once per size per round; the best round is reported), so load drifts hit them
 alike. Printed per size: seconds per image, ratios against float32 and against stardist (and
 the baseline), our stage split, and the peak memory of one image, each method in a fresh
-process (resident set growth over the loaded model, ``ru_maxrss``). ``--dsb`` adds the DSB
+process (peak resident set over the loaded, warmed-up model: ``VmHWM`` after resetting it). ``--dsb`` adds the DSB
 score of both precisions on the validation images against their annotations.
 
 The images default to the DSB 2018 fluorescence validation images beside the repository
@@ -140,7 +140,7 @@ def print_summary(name, summary, load, extra=""):
 
 #: One image segmented by one method in a fresh process: the peak resident memory it added.
 MEMORY_PROBE = """
-import json, resource, sys
+import json, sys
 import numpy as np
 method, model_name, path = sys.argv[1:4]
 image = np.load(path)
@@ -158,10 +158,13 @@ else:
     precision = {"float32": "float32", "bfloat16": "bfloat16", "baseline": None}[method]
     model = models.load(model_name) if precision is None else models.load(model_name, precision=precision)
     run = lambda x: predict.segment(x, model)
+def status(field):  # kB; VmHWM is this process's own peak (ru_maxrss carries the parent's over exec)
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field + ":"))
 run(image[:256, :256])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak to the current resident set
+before = status("VmRSS")
 run(image)
-print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024))
+print(json.dumps((status("VmHWM") - before) / 1024))
 """
 
 #: The baseline's worker: loads the model once, then segments each .npy path read from stdin.
