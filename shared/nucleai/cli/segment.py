@@ -68,7 +68,8 @@ def add_parser(subparsers):
     parser.add_argument(
         "--tiles", default="auto", metavar="auto|YxX",
         help="predict in YxX overlapping tiles (e.g. 2x2) to bound memory; 'auto' (default) "
-        "tiles only images larger than 2048 pixels per side",
+        "tiles only images of more than 6 megapixels (the network needs ~300-400 bytes per pixel), "
+        "with the fewest tiles that stay within that",
     )
     parser.add_argument(
         "--scale", type=float, metavar="S",
