@@ -133,3 +133,24 @@ def test_the_cli_names_a_negative_gpu_memory(tmp_path, capsys):
     assert main(["segment", "--model", "fluo_nuclei", "--input", str(images), "--output", str(tmp_path / "o"),
                  "--gpu-memory", "-1"]) == 2
     assert "--gpu-memory must be a whole number of megabytes >= 0, got -1" in capsys.readouterr().err
+
+
+def test_bfloat16_tta_batches_its_versions_with_the_same_labels_as_one_by_one(both, monkeypatch):
+    from nucleai import tta
+
+    float32, bfloat16 = both
+    image = _image(sorted(path.stem for path in (EXAMPLES / "images").glob("nuclei_*.png"))[0])
+    one_by_one = [tta.invert(predict.segment(tta.transform(image, name), bfloat16).labels, name)
+                  for name in tta.PAPER_TRANSFORMS]
+    expected = tta.merge_instances(one_by_one).labels
+    batches = []
+    real = bfloat16.predict_maps_batch
+    monkeypatch.setattr(bfloat16, "predict_maps_batch", lambda xs: batches.append(len(xs)) or real(xs))
+    np.testing.assert_array_equal(tta.segment_tta(image, bfloat16).labels, expected)
+    assert sum(batches) == len(tta.PAPER_TRANSFORMS) and len(batches) <= 2  # square image: one shape
+
+    monkeypatch.setattr(float32, "predict_maps_batch", lambda xs: pytest.fail("float32 is never batched"))
+    float32_versions = [tta.invert(predict.segment(tta.transform(image, name), float32).labels, name)
+                        for name in tta.PAPER_TRANSFORMS]
+    np.testing.assert_array_equal(tta.segment_tta(image, float32).labels,
+                                  tta.merge_instances(float32_versions).labels)

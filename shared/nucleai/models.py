@@ -553,6 +553,14 @@ class StarConvexModel:
         # np.asarray views TensorFlow's buffer; Tensor.numpy() would copy it (~0.1 s at 2048 px)
         return np.asarray(prob)[0, ..., 0], np.asarray(dist)[0]
 
+    def predict_maps_batch(self, xs):
+        """:meth:`predict_maps` of several inputs of one size, (N, H, W, n_channel_in), in one
+        pass: (N, H / gy, W / gx) probabilities and (N, H / gy, W / gx, n_rays) rays."""
+        import numpy as np
+
+        prob, dist = self._forward(np.ascontiguousarray(xs, dtype=np.float32))
+        return np.asarray(prob)[..., 0], np.asarray(dist)
+
     @property
     def tile_overlap(self):
         """Pixels of context each side a tile needs, per axis (y, x): the receptive field.

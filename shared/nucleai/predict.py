@@ -385,9 +385,33 @@ class Candidates:
     prob: np.ndarray
 
 
+def run_network_steps(steps, model, timings=None):
+    """Drive a ``*_steps`` generator of this module: each network input it yields goes
+    through ``model.predict_maps`` (timed as ``network``), its result is sent back, and the
+    generator's return value is returned."""
+    try:
+        request = next(steps)
+        while True:
+            with timed(timings, "network"):
+                maps = model.predict_maps(request)
+            request = steps.send(maps)
+    except StopIteration as done:
+        return done.value
+
+
 def predict_candidates(model, x, image_shape, prob_thresh, n_tiles=(1, 1), b=BORDER,
                        mask=None, timings=None):
-    """Run the network over a padded, normalised image and collect object candidates.
+    """Run the network over a padded, normalised image and collect object candidates
+    (:func:`candidate_steps`, driven through ``model.predict_maps``)."""
+    steps = candidate_steps(model, x, image_shape, prob_thresh, n_tiles, b, mask, timings)
+    return run_network_steps(steps, model, timings)
+
+
+def candidate_steps(model, x, image_shape, prob_thresh, n_tiles=(1, 1), b=BORDER, mask=None, timings=None):
+    """:func:`predict_candidates` as a generator that yields each network input (the image, or
+    one tile) and expects the network's ``(prob, dist)`` for it sent back, so that a caller can
+    put several images' inputs through the network at once (:mod:`nucleai.tta`); returns the
+    Candidates.
 
     Parameters
     ----------
@@ -405,7 +429,7 @@ def predict_candidates(model, x, image_shape, prob_thresh, n_tiles=(1, 1), b=BOR
         ``mask(points) -> bool array``: whether each candidate centre (pixels of ``x``) may seed
         an object.
     timings : dict, optional
-        Seconds are added under ``"network"`` and ``"candidates"``.
+        Seconds are added under ``"candidates"`` (the driver times ``"network"``).
 
     Returns
     -------
@@ -425,8 +449,7 @@ def predict_candidates(model, x, image_shape, prob_thresh, n_tiles=(1, 1), b=BOR
         layout = tile_layout(x.shape[:2], n_tiles, model.spec.div_by, model.tile_overlap)
     flat, scores, dists = [], [], []
     for window, core in layout:
-        with timed(timings, "network"):
-            prob, dist = model.predict_maps(x[window])
+        prob, dist = yield x[window]
         with timed(timings, "candidates"):
             # the core's cells inside the tile's output, and their global grid position
             offset = [0 if w.start is None else w.start // g for w, g in zip(window, grid)]
@@ -670,7 +693,8 @@ class SegmentOptions:
 
 
 def segment(image, model, options=SegmentOptions(), *, mask=None, return_prob_map=False, timings=None):
-    """Segment nuclei in one image with a star-convex model.
+    """Segment nuclei in one image with a star-convex model (:func:`segment_steps`, its
+    network inputs put through ``model.predict_maps`` one by one).
 
     Parameters
     ----------
@@ -704,6 +728,17 @@ def segment(image, model, options=SegmentOptions(), *, mask=None, return_prob_ma
         non-finite ones, a mask of another shape, a scale (or diameter) that makes the image
         empty or huge, or a model without a declared diameter when rescaling to it.
     """
+    steps = segment_steps(image, model, options, mask=mask, return_prob_map=return_prob_map, timings=timings)
+    return run_network_steps(steps, model, timings)
+
+
+def segment_steps(image, model, options=SegmentOptions(), *, mask=None, return_prob_map=False, timings=None):
+    """:func:`segment` as a generator: it yields each network input (the padded, normalised
+    image or a tile of it, float32 (H, W, C)) and expects ``model.predict_maps``' result for it
+    sent back (:func:`run_network_steps` drives it so); its return value is the Segmentation.
+    :func:`nucleai.tta.segment_tta` drives several at once to batch their inputs. An image with
+    nothing to segment returns before yielding anything.
+    """
     spec = model.spec
     prob_thresh = spec.prob_thresh if options.prob_thresh is None else options.prob_thresh
     nms_thresh = spec.nms_thresh if options.nms_thresh is None else options.nms_thresh
@@ -731,7 +766,7 @@ def segment(image, model, options=SegmentOptions(), *, mask=None, return_prob_ma
                 "model_diameter",
             )
         if options.object_diameter == "auto":
-            first = segment(
+            first = yield from segment_steps(
                 image, model, replace(options, object_diameter=None, model_diameter=None, scale=1.0),
                 mask=mask, return_prob_map=return_prob_map, timings=timings,
             )
@@ -763,7 +798,7 @@ def segment(image, model, options=SegmentOptions(), *, mask=None, return_prob_ma
         rc = np.minimum(rc, np.array(shape) - 1)
         return mask[rc[:, 0], rc[:, 1]]
 
-    candidates = predict_candidates(
+    candidates = yield from candidate_steps(
         model, x, scaled, prob_thresh, n_tiles=n_tiles,
         mask=None if mask is None else inside_mask, timings=timings,
     )
