@@ -125,7 +125,8 @@ def polygons_to_label(dist, points, shape, prob=None):
     """Render star-convex polygons into a label image, higher scores on top.
 
     Polygons are drawn pixel for pixel as ``skimage.draw.polygon`` draws them (compiled, in
-    :mod:`nucleai._render`), in ascending order of ``prob`` (stable for ties), so where polygons overlap the pixel goes to the one with the highest score, as in
+    :mod:`nucleai._render`), in ascending order of ``prob`` (stable for ties), so where polygons
+    overlap the pixel goes to the one with the highest score, as in
     ``stardist.geometry.polygons_to_label``. Polygon ``i`` gets label ``i + 1`` (input order),
     so labels map back to the rows of ``dist`` and ``points``; a polygon entirely covered by
     higher-scoring ones, or too thin to contain a pixel centre, leaves its label unused.

@@ -549,9 +549,8 @@ class StarConvexModel:
         """
         import numpy as np
 
-        prob, dist = self._forward(np.ascontiguousarray(x, dtype=np.float32)[np.newaxis])
-        # np.asarray views TensorFlow's buffer; Tensor.numpy() would copy it (~0.1 s at 2048 px)
-        return np.asarray(prob)[0, ..., 0], np.asarray(dist)[0]
+        prob, dist = self.predict_maps_batch(np.asarray(x)[np.newaxis])
+        return prob[0], dist[0]
 
     def predict_maps_batch(self, xs):
         """:meth:`predict_maps` of several inputs of one size, (N, H, W, n_channel_in), in one
@@ -559,6 +558,7 @@ class StarConvexModel:
         import numpy as np
 
         prob, dist = self._forward(np.ascontiguousarray(xs, dtype=np.float32))
+        # np.asarray views TensorFlow's buffer; Tensor.numpy() would copy it (~0.1 s at 2048 px)
         return np.asarray(prob)[..., 0], np.asarray(dist)
 
     @property

@@ -38,9 +38,9 @@ Tiling, bounded memory
     tile costs time (its overlap is predicted twice), so ``tiles="auto"`` tiles only an image
     whose padded size exceeds :data:`AUTO_TILE_PIXELS` (memory_tiles), with the fewest tiles
     whose cores stay within it: every common camera field (2048 x 2048, 2160 x 2560,
-    2304 x 2304) is predicted whole. Because candidates are put back in row-major order before the NMS,
-    tiled and untiled runs differ only where the network's outputs differ (they agree to
-    float precision when the overlap covers the receptive field).
+    2304 x 2304) is predicted whole. Because candidates are put back in row-major order before
+    the NMS, tiled and untiled runs differ only where the network's outputs differ (they agree
+    to float precision when the overlap covers the receptive field).
 
 Object size
     The network sees objects at the size it was trained on best. ``scale`` multiplies the image

@@ -17,6 +17,7 @@ These are process-wide by nature (TensorFlow fixes them when it starts), which i
 here and nowhere else.
 """
 import contextlib
+import functools
 import logging
 import os
 from typing import NamedTuple
@@ -131,8 +132,8 @@ def limit_gpu_memory(megabytes, field=GPU_MEMORY_VARIABLE):
 # Precision of the networks
 
 #: What a user may ask for: ``auto`` is bfloat16 where the hardware computes it natively.
-PRECISIONS = ("auto", "float32", "bfloat16")
 FLOAT32, BFLOAT16, AUTO = "float32", "bfloat16", "auto"
+PRECISIONS = (AUTO, FLOAT32, BFLOAT16)
 #: CPU flags (Linux ``/proc/cpuinfo``) of native bfloat16 arithmetic: Intel AMX and AVX512-BF16
 #: (also AMD Zen 4 and later). Without them TensorFlow emulates bfloat16, slower than float32.
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -172,8 +173,11 @@ def native_bfloat16(flags=None, gpu_capabilities=None):
     """Whether this machine computes bfloat16 natively, and the evidence, as (bool, text).
 
     The GPU decides when TensorFlow sees one (it runs the networks there); otherwise the CPU's
-    flags. ``flags`` and ``gpu_capabilities`` default to this machine's.
+    flags. ``flags`` and ``gpu_capabilities`` default to this machine's; with neither given
+    the answer is this machine's, read once per process (every model load and image set asks).
     """
+    if flags is None and gpu_capabilities is None:
+        return _this_machine_bfloat16()
     gpus = _gpu_capabilities() if gpu_capabilities is None else gpu_capabilities
     if gpus:
         capability = min(gpus)
@@ -181,6 +185,11 @@ def native_bfloat16(flags=None, gpu_capabilities=None):
         return native, f"GPU compute capability {capability[0]}.{capability[1]}"
     found = [flag for flag in BF16_CPU_FLAGS if flag in (cpu_flags() if flags is None else flags)]
     return bool(found), ("CPU has " + ", ".join(found)) if found else "CPU has no AMX or AVX512-BF16"
+
+
+@functools.lru_cache(maxsize=None)
+def _this_machine_bfloat16():
+    return native_bfloat16(cpu_flags(), _gpu_capabilities())
 
 
 def resolve_precision(requested, field="precision", native=None):

@@ -95,7 +95,7 @@ from scipy.sparse.csgraph import connected_components
 from .errors import InputError
 from .labels import check_labels, compact
 from .options import check_number
-from .predict import SegmentOptions, run_network_steps, segment, segment_steps
+from .predict import SegmentOptions, segment, segment_steps
 from .runtime import BFLOAT16, FLOAT32
 from .timing import timed
 
@@ -552,9 +552,9 @@ def _batches_versions(model, shape):
 
 def _segment_together(steps, model, timings):
     """Run :func:`nucleai.predict.segment_steps` generators ({name: steps}) side by side: the
-    network inputs they wait on go through the network in batches of one size (bfloat16 models,
-    up to :data:`BATCH_PIXELS`; see Batching) or one by one; returns {name: Segmentation}."""
-    batched = getattr(model, "precision", FLOAT32) == BFLOAT16
+    network inputs they wait on go through the network in batches of one size, up to
+    :data:`BATCH_PIXELS` (only for a model :func:`_batches_versions` batches; see Batching);
+    returns {name: Segmentation}."""
     results, waiting = {}, {}
 
     def advance(name, maps=None):
@@ -571,7 +571,7 @@ def _segment_together(steps, model, timings):
         for name, x in waiting.items():
             by_shape.setdefault(x.shape, []).append(name)
         for shape, names in by_shape.items():
-            per_batch = max(1, BATCH_PIXELS // (shape[0] * shape[1])) if batched else 1
+            per_batch = max(1, BATCH_PIXELS // (shape[0] * shape[1]))
             for start in range(0, len(names), per_batch):
                 group = names[start : start + per_batch]
                 with timed(timings, "network"):
@@ -631,13 +631,12 @@ def segment_tta(image, model, options=TTAOptions(), segment_options=SegmentOptio
             first = results[name] = segment(x, model, segment_options, mask=x_mask, return_prob_map=return_prob_map,
                                             timings=timings)
             segment_options = replace(segment_options, object_diameter=None, model_diameter=None, scale=first.scale)
+        elif together:  # held back, to go through the network with the other versions
+            pending[name] = segment_steps(x, model, segment_options, mask=x_mask, return_prob_map=return_prob_map,
+                                          timings=timings)
         else:
-            steps = segment_steps(x, model, segment_options, mask=x_mask, return_prob_map=return_prob_map,
-                                  timings=timings)
-            if together:  # held back, to go through the network with the other versions
-                pending[name] = steps
-            else:
-                results[name] = run_network_steps(steps, model, timings)
+            results[name] = segment(x, model, segment_options, mask=x_mask, return_prob_map=return_prob_map,
+                                    timings=timings)
     results.update(_segment_together(pending, model, timings))
     versions, maps, counts = [], [], []
     for name in options.transforms:
