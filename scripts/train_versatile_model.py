@@ -25,7 +25,9 @@ each resume where they stopped (run the same command again):
     widened to colour; each histology and brightfield training image is listed ``--repeat``
     times so that the 12 of them are not lost among 406 fluorescence images.
 ``all``
-    The three in order (folds first, then ``final``), each skipping what is done.
+    The folds (both arms), their scores, then ``final`` in the arm whose held-out mean DSB was
+    higher (nucleAIzer's style transfer is kept only where it measurably helps), then the scores
+    again; each step skips what an earlier call finished.
 ``score``
     Held-out DSB scores per fold, kind and arm, and the fluorescence validation score, with the
     cheap inference levers (inversion, haematoxylin channel, rescaling to the trained nucleus
@@ -298,6 +300,48 @@ def score(args, rows):
             results[key] = entry
             log(f"{key}: {json.dumps(entry)}")
     (args.out / "scores.json").write_text(json.dumps(results, indent=1))
+    (args.out / "scores.md").write_text(score_tables(results))
+    log(f"scores in {args.out / 'scores.json'}, tables in {args.out / 'scores.md'}")
+    return results
+
+
+def score_tables(results):
+    """Markdown: the held-out DSB per fold and kind in both arms, then every lever's mean."""
+    folds = sorted({key.split("/")[0] for key in results if key.startswith("fold")})
+    kinds = ("histo", "brightfield")
+
+    def mean_dsb(key, lever, kind):
+        values = list(results.get(key, {}).get(lever, {}).get(kind, {}).values())
+        return float(np.mean(values)) if values else float("nan")
+
+    lines = ["| fold | kind | held-out images | no style transfer | style transfer |", "| --- | --- | --- | ---: | ---: |"]
+    for kind in kinds:
+        for fold in folds:
+            ids = ", ".join(results.get(f"{fold}/no_style", results.get(f"{fold}/style", {}))["plain"].get(kind, {}))
+            lines.append(f"| {fold} | {kind} | {ids} | {mean_dsb(f'{fold}/no_style', 'plain', kind):.3f} "
+                         f"| {mean_dsb(f'{fold}/style', 'plain', kind):.3f} |")
+        means = [np.mean([mean_dsb(f"{fold}/{arm}", "plain", kind) for fold in folds]) for arm in ("no_style", "style")]
+        lines.append(f"| **mean** | {kind} | | **{means[0]:.3f}** | **{means[1]:.3f}** |")
+    levers = [lever for lever in next(iter(results.values())) if lever != "val_fluo_dsb"]
+    lines += ["", "Mean held-out DSB over the folds, per inference lever:", "",
+              "| arm | kind | " + " | ".join(levers) + " |", "| --- | --- |" + " ---: |" * len(levers)]
+    for arm in ("no_style", "style"):
+        for kind in kinds:
+            cells = [np.mean([mean_dsb(f"{fold}/{arm}", lever, kind) for fold in folds]) for lever in levers]
+            lines.append(f"| {arm} | {kind} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+    for key, entry in results.items():
+        if "val_fluo_dsb" in entry:
+            lines += ["", f"{key}: fluorescence validation split (54 images) DSB {entry['val_fluo_dsb']:.4f}"]
+    return "\n".join(lines) + "\n"
+
+
+def better_arm(results):
+    """The arm with the higher mean plain held-out DSB over every fold and both kinds."""
+    def mean_of(arm):
+        values = [dsb for key, entry in results.items() if key.endswith(f"/{arm}")
+                  for per_image in entry["plain"].values() for dsb in per_image.values()]
+        return float(np.mean(values))
+    return max(("no_style", "style"), key=mean_of)
 
 
 def main():
@@ -314,7 +358,7 @@ def main():
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--run", default="final", help="final or foldK")
     parser.add_argument("--arm", choices=("style", "no_style"), default="style")
-    parser.add_argument("--epochs", type=int, default=30, help="of --steps-per-epoch steps")
+    parser.add_argument("--epochs", type=int, default=20, help="of --steps-per-epoch steps")
     parser.add_argument("--steps-per-epoch", type=int, default=100, help="minibatches of 4 patches")
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--share", type=float, default=0.3, help="synthetic share per minibatch")
@@ -334,9 +378,12 @@ def main():
     else:  # everything, in order; each step skips what an earlier call finished
         plan = plan_styles(args, rows)
         train_generators(args, rows, plan)
-        for run in [f"fold{k}" for k in range(args.folds)] + ["final"]:
+        for run in [f"fold{k}" for k in range(args.folds)]:
             for arm in ("no_style", "style"):
                 train_run(argparse.Namespace(**{**vars(args), "run": run, "arm": arm}), rows, plan)
+        arm = better_arm(score(args, rows))
+        log(f"final: trained in the {arm} arm (higher held-out mean DSB over the folds)")
+        train_run(argparse.Namespace(**{**vars(args), "run": "final", "arm": arm}), rows, plan)
         score(args, rows)
 
 
