@@ -305,29 +305,40 @@ def score(args, rows):
     return results
 
 
+KINDS_HELD_OUT = ("histo", "brightfield")
+
+
+def folds_in(results):
+    return sorted({key.split("/")[0] for key in results if key.startswith("fold")})
+
+
+def run_mean(results, key, lever, kind):
+    """Mean DSB of one run's held-out images of one kind (NaN while the run is not scored)."""
+    values = list(results.get(key, {}).get(lever, {}).get(kind, {}).values())
+    return float(np.mean(values)) if values else float("nan")
+
+
+def fold_mean(results, arm, lever, kind):
+    """Mean over the folds of :func:`run_mean`: the figure the tables report and the targets name."""
+    return float(np.mean([run_mean(results, f"{fold}/{arm}", lever, kind) for fold in folds_in(results)]))
+
+
 def score_tables(results):
     """Markdown: the held-out DSB per fold and kind in both arms, then every lever's mean."""
-    folds = sorted({key.split("/")[0] for key in results if key.startswith("fold")})
-    kinds = ("histo", "brightfield")
-
-    def mean_dsb(key, lever, kind):
-        values = list(results.get(key, {}).get(lever, {}).get(kind, {}).values())
-        return float(np.mean(values)) if values else float("nan")
-
     lines = ["| fold | kind | held-out images | no style transfer | style transfer |", "| --- | --- | --- | ---: | ---: |"]
-    for kind in kinds:
-        for fold in folds:
+    for kind in KINDS_HELD_OUT:
+        for fold in folds_in(results):
             ids = ", ".join(results.get(f"{fold}/no_style", results.get(f"{fold}/style", {}))["plain"].get(kind, {}))
-            lines.append(f"| {fold} | {kind} | {ids} | {mean_dsb(f'{fold}/no_style', 'plain', kind):.3f} "
-                         f"| {mean_dsb(f'{fold}/style', 'plain', kind):.3f} |")
-        means = [np.mean([mean_dsb(f"{fold}/{arm}", "plain", kind) for fold in folds]) for arm in ("no_style", "style")]
-        lines.append(f"| **mean** | {kind} | | **{means[0]:.3f}** | **{means[1]:.3f}** |")
+            lines.append(f"| {fold} | {kind} | {ids} | {run_mean(results, f'{fold}/no_style', 'plain', kind):.3f} "
+                         f"| {run_mean(results, f'{fold}/style', 'plain', kind):.3f} |")
+        lines.append(f"| **mean** | {kind} | | **{fold_mean(results, 'no_style', 'plain', kind):.3f}** "
+                     f"| **{fold_mean(results, 'style', 'plain', kind):.3f}** |")
     levers = [lever for lever in next(iter(results.values())) if lever != "val_fluo_dsb"]
     lines += ["", "Mean held-out DSB over the folds, per inference lever:", "",
               "| arm | kind | " + " | ".join(levers) + " |", "| --- | --- |" + " ---: |" * len(levers)]
     for arm in ("no_style", "style"):
-        for kind in kinds:
-            cells = [np.mean([mean_dsb(f"{fold}/{arm}", lever, kind) for fold in folds]) for lever in levers]
+        for kind in KINDS_HELD_OUT:
+            cells = [fold_mean(results, arm, lever, kind) for lever in levers]
             lines.append(f"| {arm} | {kind} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
     for key, entry in results.items():
         if "val_fluo_dsb" in entry:
@@ -336,12 +347,9 @@ def score_tables(results):
 
 
 def better_arm(results):
-    """The arm with the higher mean plain held-out DSB over every fold and both kinds."""
-    def mean_of(arm):
-        values = [dsb for key, entry in results.items() if key.endswith(f"/{arm}")
-                  for per_image in entry["plain"].values() for dsb in per_image.values()]
-        return float(np.mean(values))
-    return max(("no_style", "style"), key=mean_of)
+    """The arm whose fold means (the tables' **mean** rows), averaged over the two kinds, are higher."""
+    return max(("no_style", "style"),
+               key=lambda arm: np.mean([fold_mean(results, arm, "plain", kind) for kind in KINDS_HELD_OUT]))
 
 
 def main():
