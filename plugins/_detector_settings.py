@@ -17,7 +17,7 @@ and :meth:`prepare_run` validates as the GUI does, since a headless run validate
 from dataclasses import replace
 from typing import NamedTuple
 
-from cellprofiler_core.constants.measurement import COLTYPE_INTEGER, COLTYPE_VARCHAR_FORMAT, IMAGE
+from cellprofiler_core.constants.measurement import COLTYPE_VARCHAR_FORMAT, IMAGE
 from cellprofiler_core.preferences import ABSOLUTE_FOLDER_NAME
 from cellprofiler_core.setting import Binary, ValidationError
 from cellprofiler_core.setting.choice import Choice
@@ -36,8 +36,8 @@ def _bundled_choices(pipeline=None):
 
 
 #: The automatic choice's image measurements, ``<Category>_<Feature>_<objects>``: the image's kind,
-#: the model that ran, and whether it saw the inverted image (1) or not (0).
-FTR_IMAGE_KIND, FTR_MODEL, FTR_INVERTED = "ImageKind", "Model", "Inverted"
+#: the model that ran, and what it saw of the image (``modality.AS_IS``, ``INVERTED``, ``HAEMATOXYLIN``).
+FTR_IMAGE_KIND, FTR_MODEL, FTR_PREPARATION = "ImageKind", "Model", "Preparation"
 #: What the automatic choice's measurements say of an image it could not decide (flagged).
 NOT_DECIDED = "none"
 #: Longest model name or kind stored.
@@ -75,16 +75,19 @@ holding ``config.json``, ``thresholds.json`` and ``weights_best.h5`` (or ``weigh
 *{MODEL_AUTOMATIC}* (the default) decides per image, from its pixels, whether it is
 *{modality.FLUORESCENCE}* (bright nuclei on a dark background), *{modality.HISTOLOGY}* (colour,
 bright background) or *{modality.BRIGHTFIELD}* (grey, dark nuclei on a bright background), and
-uses the bundled model for that kind; with the models bundled now: {modality.describe_choices()}
-(*{modality.VERSATILE_MODEL}* takes brightfield images once it is bundled). A colour image is
+uses the bundled model for that kind; with the models bundled now: {modality.describe_choices()}.
+The haematoxylin density (colour deconvolution; for a grey image its optical density) turns dark
+nuclei bright; on held-out brightfield images it raised every model's score. A colour image is
 segmented in colour by a colour model and as the mean of its channels by a grey one. The image
-measurements *<category>_{FTR_IMAGE_KIND}*, *_{FTR_MODEL}* and *_{FTR_INVERTED}* record the
+measurements *<category>_{FTR_IMAGE_KIND}*, *_{FTR_MODEL}* and *_{FTR_PREPARATION}* (what the
+model saw: *{modality.AS_IS}*, *{modality.INVERTED}* or *{modality.HAEMATOXYLIN}*) record the
 decision.
 
 The other choices are the bundled models themselves: the folders in the plugins' ``models/``
 folder (or in the folder named by the environment variable ``{models.MODELS_DIR_ENV}``).
 *{models.DEFAULT_MODEL}* segments nuclei in fluorescence images, *histo_nuclei* in H&E-like colour
-images.""",
+images, *{modality.VERSATILE_MODEL}* in every kind (one model, below the specialists' scores; see
+its ``MODEL.md``).""",
         )
         self.model_folder = Directory(
             "Model folder", value=f"{ABSOLUTE_FOLDER_NAME}|", allow_metadata=False,
@@ -248,7 +251,8 @@ or measure it.""",
             m = workspace.measurements
             m.add_image_measurement(self.choice_feature(FTR_IMAGE_KIND), decision.kind if decision else NOT_DECIDED)
             m.add_image_measurement(self.choice_feature(FTR_MODEL), decision.model if decision else NOT_DECIDED)
-            m.add_image_measurement(self.choice_feature(FTR_INVERTED), int(bool(decision and decision.inverted)))
+            m.add_image_measurement(self.choice_feature(FTR_PREPARATION),
+                                    decision.preparation if decision else NOT_DECIDED)
         if detected is not None and detected.warning is not None:
             LOGGER.warning("%s: image '%s' (%s): %s (%s)", self.module_name, self.x_name.value,
                            image_file(workspace, self.x_name.value), detected.warning, self.status_feature())
@@ -279,15 +283,14 @@ or measure it.""",
 
     def choice_features(self):
         """The automatic choice's image features, when it records them."""
-        return [FTR_IMAGE_KIND, FTR_MODEL, FTR_INVERTED] if self.records_model_choice() else []
+        return [FTR_IMAGE_KIND, FTR_MODEL, FTR_PREPARATION] if self.records_model_choice() else []
 
     def choice_columns(self):
         """The automatic choice's measurement columns, when it records them."""
         if not self.records_model_choice():
             return []
         text = COLTYPE_VARCHAR_FORMAT % CHOICE_WIDTH
-        return [(IMAGE, self.choice_feature(FTR_IMAGE_KIND), text), (IMAGE, self.choice_feature(FTR_MODEL), text),
-                (IMAGE, self.choice_feature(FTR_INVERTED), COLTYPE_INTEGER)]
+        return [(IMAGE, self.choice_feature(feature), text) for feature in (FTR_IMAGE_KIND, FTR_MODEL, FTR_PREPARATION)]
 
     def detector_pixels(self, x, model, options):
         """The pixels of image ``x`` with the model's channels, and ``options`` with the channel

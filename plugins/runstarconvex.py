@@ -18,15 +18,17 @@ Models
 A model is a folder in StarDist's own layout (``config.json``, ``thresholds.json``,
 ``weights_best.h5``), so any 2-D model trained with the ``stardist`` Python package works as is.
 The suite ships a model for fluorescence nuclei (*fluo_nuclei*, trained on the 2018 Data Science
-Bowl images; see ``models/fluo_nuclei/MODEL.md``) and a colour model for H&E-like histology
-(*histo_nuclei*; see ``models/histo_nuclei/MODEL.md``). The model is loaded once per CellProfiler
-process, not for every image set.
+Bowl images; see ``models/fluo_nuclei/MODEL.md``), a colour model for H&E-like histology
+(*histo_nuclei*; see ``models/histo_nuclei/MODEL.md``) and one colour model for every kind of
+image (*versatile_nuclei*, below the specialists' scores; see ``models/versatile_nuclei/MODEL.md``).
+The model is loaded once per CellProfiler process, not for every image set.
 
 *Automatic*, the default bundled choice, picks the model per image: it decides from the pixels
 whether the image is fluorescence (bright nuclei on a dark background), brightfield (grey, dark
 nuclei on a bright background) or colour histology, and runs the bundled model for that kind
-(brightfield images: *versatile_nuclei* when it is bundled, else *histo_nuclei*). The decision
-is recorded per image (see the measurements).
+(brightfield images: *histo_nuclei* on the haematoxylin density, which held-out images
+preferred to *versatile_nuclei*; see ``models/versatile_nuclei/MODEL.md``). The decision is
+recorded per image (see the measurements).
 
 Whatever the model, an image in which it finds no nucleus although the image is not blank gets a
 warning in the log saying what the image looks like and the likely cause (wrong polarity, wrong
@@ -55,11 +57,11 @@ Measurements made by this module
    masked* (nothing to segment: no objects), *warning: no objects found although the image is
    not blank*, or *error: ...* (an image the module could not process, given no objects; see
    *When an image cannot be processed*).
--  *StarConvex\\_ImageKind, StarConvex\\_Model, StarConvex\\_Inverted* (with the
+-  *StarConvex\\_ImageKind, StarConvex\\_Model, StarConvex\\_Preparation* (with the
    *Automatic* model only): the kind the image was judged to be (*fluorescence*,
-   *brightfield*, *histology*, or *no contrast*), the bundled model that segmented it, and 1
-   if that model saw the inverted image (else 0); *none* for an image flagged before a
-   decision.
+   *brightfield*, *histology*, or *no contrast*), the bundled model that segmented it, and
+   what that model saw: *none* (the image as it is), *inverted* or *haematoxylin* (its
+   haematoxylin density); *none* in all three for an image flagged before a decision.
 
 **Object measurements:**
 
@@ -88,7 +90,7 @@ from cellprofiler_core.setting.range import FloatRange
 from cellprofiler_core.setting.subscriber import ImageSubscriber
 from cellprofiler_core.setting.text import Float, Integer
 
-from nucleai import models, predict
+from nucleai import modality, models, predict
 from nucleai.errors import InputError
 
 from _batch_paths import BatchPathsMixin
@@ -335,7 +337,7 @@ normalization percentiles are computed inside them.""",
             workspace.display_data.labels = result.labels
             if decision is not None:
                 used = [("Image kind", f"{decision.kind} ({decision.evidence})"),
-                        ("Model", decision.model + (", on the inverted image" if decision.inverted else ""))]
+                        ("Model", decision.model + modality.seen_as(decision.preparation))]
             else:
                 used = [("Model", MODEL_AUTOMATIC + " (no decision)" if model is None else model.name)]
             workspace.display_data.statistics = [

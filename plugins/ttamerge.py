@@ -43,7 +43,7 @@ Measurements made by this module
    masked* (nothing to segment: no objects), or *error: ...* (an image or object sets the module
    could not process, given no objects; see *When an image cannot be processed*), or *warning:
    no objects found although the image is not blank* (the log says the likely cause).
--  *TTAMerge\\_ImageKind, TTAMerge\\_Model, TTAMerge\\_Inverted* (test-time augmentation
+-  *TTAMerge\\_ImageKind, TTAMerge\\_Model, TTAMerge\\_Preparation* (test-time augmentation
    with the *Automatic* model only): the decision, as **RunStarConvex** records it.
 
 **Object measurements:**

@@ -31,7 +31,8 @@ each resume where they stopped (run the same command again):
 ``score``
     Held-out DSB scores per fold, kind and arm, and the fluorescence validation score, with the
     cheap inference levers (inversion, haematoxylin channel, rescaling to the trained nucleus
-    size) tried on the held-out images; writes ``scores.json``.
+    size) tried on the held-out images; writes ``scores.json`` (``--only foldK`` rescoring one
+    run and keeping the others' scores).
 
 Run from the repository root with the repo's venv, e.g.::
 
@@ -251,14 +252,6 @@ def train_run(args, rows, plan):
 
 # --- scores ---------------------------------------------------------------------------------
 
-def haematoxylin(image):
-    """The haematoxylin density of a colour image (colour deconvolution), as a grey image."""
-    from skimage.color import rgb2hed
-
-    rgb = to_channels(image, 3).astype(np.float64)
-    return rgb2hed(rgb / max(rgb.max(), 1))[..., 0]
-
-
 def inverted(image):
     """Bright-background images (brightfield, histology) inverted, so nuclei are bright."""
     from nucleai.train.styletransfer import dark_objects
@@ -271,14 +264,18 @@ def score(args, rows):
     from nucleai import metrics
     from nucleai.models import load
     from nucleai.predict import SegmentOptions, segment
+    from nucleai.stain import haematoxylin
 
-    results = {}
+    scores_file = args.out / "scores.json"
+    results = json.loads(scores_file.read_text()) if args.only and scores_file.is_file() else {}
     by_id = {r["id"]: r for r in rows}
     levers = {"plain": lambda im: (im, SegmentOptions()),
               "inverted": lambda im: (inverted(im), SegmentOptions()),
               "rescaled": lambda im: (im, SegmentOptions(object_diameter="auto")),
               "haematoxylin": lambda im: (haematoxylin(im), SegmentOptions())}
     for run_dir in sorted((args.out / "runs").glob("*")):
+        if args.only and run_dir.name != args.only:
+            continue
         for arm_dir in sorted(p for p in run_dir.glob("*") if (p / "thresholds.json").is_file()):
             model = load(arm_dir)
             key = f"{run_dir.name}/{arm_dir.name}"
@@ -299,7 +296,7 @@ def score(args, rows):
                      for s in val]).dsb_score
             results[key] = entry
             log(f"{key}: {json.dumps(entry)}")
-    (args.out / "scores.json").write_text(json.dumps(results, indent=1))
+    scores_file.write_text(json.dumps(results, indent=1))
     (args.out / "scores.md").write_text(score_tables(results))
     log(f"scores in {args.out / 'scores.json'}, tables in {args.out / 'scores.md'}")
     return results
@@ -366,6 +363,7 @@ def main():
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--run", default="final", help="final or foldK")
     parser.add_argument("--arm", choices=("style", "no_style"), default="style")
+    parser.add_argument("--only", metavar="RUN", help="score: only this run (e.g. fold0), the others' scores kept")
     parser.add_argument("--epochs", type=int, default=20, help="of --steps-per-epoch steps")
     parser.add_argument("--steps-per-epoch", type=int, default=100, help="minibatches of 4 patches")
     parser.add_argument("--learning-rate", type=float, default=1e-4)
@@ -380,7 +378,9 @@ def main():
         plan = plan_styles(args, rows)
         train_generators(args, rows, plan)
     elif args.stage == "train":
-        train_run(args, rows, json.loads((args.out / STYLES / "plan.json").read_text()))
+        # the no_style arm needs no styles: it can train before (or without) the generators
+        plan = json.loads((args.out / STYLES / "plan.json").read_text()) if args.arm == "style" else None
+        train_run(args, rows, plan)
     elif args.stage == "score":
         score(args, rows)
     else:  # everything, in order; each step skips what an earlier call finished

@@ -186,7 +186,8 @@ def test_model_auto_chooses_per_image_and_records_the_decision(kinds_dir, tmp_pa
         np.testing.assert_array_equal(tifffile.imread(out / f"{path.stem}.tif"), result.labels)
         assert f"nucleai segment: {path.name}: {decision}" in printed
         record = records[path.name]
-        assert (record["kind"], record["model"], record["inverted"]) == (decision.kind, decision.model, False)
+        assert (record["kind"], record["model"], record["preparation"]) == (
+            decision.kind, decision.model, decision.preparation)
         assert record["evidence"]["background"] == pytest.approx(decision.evidence.background)
         assert record["objects"] == result.count > 5 and "choose" in record["stages"]
     assert "model auto: fluo_nuclei 1, histo_nuclei 2" in printed

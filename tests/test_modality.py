@@ -12,7 +12,7 @@ import pytest
 import skimage.io
 import tifffile
 
-from nucleai import modality, models, predict, tta
+from nucleai import modality, models, predict, stain, tta
 from nucleai.errors import InputError
 from testdata import BLANK_FIELD, BRIGHTFIELD, HISTOLOGY, IMAGES
 
@@ -102,25 +102,28 @@ def test_images_without_contrast_and_the_mask():
 def test_the_table_chooses_the_first_bundled_model():
     bundled = models.bundled_models()
     assert {"fluo_nuclei", "histo_nuclei"} <= set(bundled)
-    assert modality.choose_model(modality.FLUORESCENCE, bundled) == ("fluo_nuclei", False)
-    assert modality.choose_model(modality.HISTOLOGY, bundled) == ("histo_nuclei", False)
-    assert modality.choose_model(modality.BRIGHTFIELD, ALL_BUNDLED) == (modality.VERSATILE_MODEL, False)
-    assert modality.choose_model(modality.BRIGHTFIELD, ["fluo_nuclei", "histo_nuclei"]) == ("histo_nuclei", False)
-    assert modality.choose_model(modality.BRIGHTFIELD, ["fluo_nuclei"]) == ("fluo_nuclei", True)
-    assert modality.choose_model(modality.NO_CONTRAST, ["fluo_nuclei"]) == ("fluo_nuclei", False)
+    assert modality.choose_model(modality.FLUORESCENCE, bundled) == ("fluo_nuclei", modality.AS_IS)
+    assert modality.choose_model(modality.HISTOLOGY, bundled) == ("histo_nuclei", modality.AS_IS)
+    assert modality.choose_model(modality.BRIGHTFIELD, ALL_BUNDLED) == ("histo_nuclei", modality.HAEMATOXYLIN)
+    assert modality.choose_model(modality.BRIGHTFIELD, ["fluo_nuclei", modality.VERSATILE_MODEL]) == (
+        modality.VERSATILE_MODEL, modality.HAEMATOXYLIN)
+    assert modality.choose_model(modality.BRIGHTFIELD, ["fluo_nuclei"]) == ("fluo_nuclei", modality.HAEMATOXYLIN)
+    assert modality.choose_model(modality.NO_CONTRAST, ["fluo_nuclei"]) == ("fluo_nuclei", modality.AS_IS)
     with pytest.raises(InputError, match="no model for histology images: it needs histo_nuclei or versatile_nuclei"):
         modality.choose_model(modality.HISTOLOGY, ["fluo_nuclei"])
     assert modality.models_in_use(["fluo_nuclei", "histo_nuclei"]) == ["fluo_nuclei", "histo_nuclei"]
-    assert modality.models_in_use(ALL_BUNDLED) == ["fluo_nuclei", modality.VERSATILE_MODEL, "histo_nuclei"]
+    assert modality.models_in_use(ALL_BUNDLED) == ["fluo_nuclei", "histo_nuclei"]
+    assert modality.models_in_use(["fluo_nuclei", modality.VERSATILE_MODEL]) == ["fluo_nuclei", modality.VERSATILE_MODEL]
     with pytest.raises(InputError, match="histology"):
         modality.models_in_use(["fluo_nuclei"])
-    assert "brightfield -> fluo_nuclei on the inverted image" in modality.describe_choices(["fluo_nuclei"])
+    assert "brightfield -> fluo_nuclei on the haematoxylin density" in modality.describe_choices(["fluo_nuclei"])
 
 
 def test_prepare_gives_the_model_its_channels_and_polarity():
     grey = read(BRIGHTFIELD_IMAGES[0])
-    keep = modality.ModelDecision(modality.FLUORESCENCE, "fluo_nuclei", False, None)
-    invert = modality.ModelDecision(modality.BRIGHTFIELD, "fluo_nuclei", True, None)
+    keep = modality.ModelDecision(modality.FLUORESCENCE, "fluo_nuclei", modality.AS_IS, None)
+    invert = modality.ModelDecision(modality.BRIGHTFIELD, "fluo_nuclei", modality.INVERTED, None)
+    density = modality.ModelDecision(modality.BRIGHTFIELD, "histo_nuclei", modality.HAEMATOXYLIN, None)
     np.testing.assert_array_equal(modality.prepare(grey, keep, 1), grey)
     rgb = np.stack([grey] * 3, axis=-1)
     np.testing.assert_array_equal(modality.prepare(rgb, keep, 1), grey)  # grey as RGB: the grey itself
@@ -132,26 +135,33 @@ def test_prepare_gives_the_model_its_channels_and_polarity():
     colour = read(HISTOLOGY_IMAGES[0])
     np.testing.assert_allclose(modality.prepare(colour, keep, 1), colour.mean(axis=2), rtol=1e-6)
     np.testing.assert_array_equal(modality.prepare(colour, keep, 1, channel=2), colour[..., 2])
+    # the haematoxylin density, in colour for any model (of the chosen channel for a grey one)
+    np.testing.assert_array_equal(modality.prepare(grey, density, 3), stain.haematoxylin(grey))
+    np.testing.assert_array_equal(modality.prepare(colour, density, 1), stain.haematoxylin(colour))
+    np.testing.assert_array_equal(modality.prepare(colour, density, 1, channel=2), stain.haematoxylin(colour[..., 2]))
 
 
 def test_segment_auto_runs_the_chosen_model_as_segment_does():
-    for path, model in ((FLUORESCENCE_IMAGES[0], "fluo_nuclei"), (HISTOLOGY_IMAGES[0], "histo_nuclei"),
-                        (BRIGHTFIELD_IMAGES[0], "histo_nuclei")):
+    for path, model, seen in ((FLUORESCENCE_IMAGES[0], "fluo_nuclei", modality.AS_IS),
+                              (HISTOLOGY_IMAGES[0], "histo_nuclei", modality.AS_IS),
+                              (BRIGHTFIELD_IMAGES[0], "histo_nuclei", modality.HAEMATOXYLIN)):
         image = read(path)
         timings = {}
         result, decision = modality.segment_auto(image, timings=timings)
-        assert (decision.model, decision.inverted) == (model, False)
-        assert decision.kind == kind(image) and str(decision).endswith(f"-> {model}")
-        expected = predict.segment(image, models.load(model))
+        assert (decision.model, decision.preparation) == (model, seen)
+        assert decision.kind == kind(image) and str(decision).endswith(f"-> {model}{modality.seen_as(seen)}")
+        given = stain.haematoxylin(image) if seen == modality.HAEMATOXYLIN else image
+        expected = predict.segment(given, models.load(model))
         np.testing.assert_array_equal(result.labels, expected.labels)
         assert result.count > 5 and "choose" in timings and "network" in timings
 
 
-def test_segment_auto_inverts_for_fluo_nuclei_without_a_brightfield_model():
+def test_segment_auto_gives_fluo_nuclei_the_haematoxylin_density_without_a_brightfield_model():
     image = read(BRIGHTFIELD_IMAGES[0])
     result, decision = modality.segment_auto(image, available=["fluo_nuclei"])
-    assert (decision.kind, decision.model, decision.inverted) == (modality.BRIGHTFIELD, "fluo_nuclei", True)
-    assert str(decision).endswith("-> fluo_nuclei on the inverted image")
+    assert (decision.kind, decision.model, decision.preparation) == (
+        modality.BRIGHTFIELD, "fluo_nuclei", modality.HAEMATOXYLIN)
+    assert str(decision).endswith("-> fluo_nuclei on the haematoxylin density")
     expected = predict.segment(modality.prepare(image, decision, 1), models.load("fluo_nuclei"))
     np.testing.assert_array_equal(result.labels, expected.labels)
     assert result.count > 5
@@ -178,11 +188,17 @@ def test_no_objects_in_an_image_that_is_not_blank_names_the_likely_cause():
     assert "wrong polarity" in warning
     found = predict.segment(fluorescence, models.load("histo_nuclei"), strict)
     assert found.count == 0
-    assert "wrong model: histo_nuclei is for" in modality.no_objects_warning(fluorescence, found, "histo_nuclei")
+    assert "wrong model: histo_nuclei is for histology images" in modality.no_objects_warning(
+        fluorescence, found, "histo_nuclei")
+    found = predict.segment(brightfield, models.load("histo_nuclei"), strict)
+    assert found.count == 0
+    assert "runs histo_nuclei on the haematoxylin density of brightfield images" in modality.no_objects_warning(
+        brightfield, found, "histo_nuclei")
     assert "likely causes" in modality.no_objects_warning(fluorescence, found, "my_own_model")
     result, decision = modality.segment_auto(brightfield, strict, available=["fluo_nuclei"])
     assert result.count == 0
-    assert "inverted for fluo_nuclei" in modality.no_objects_warning(brightfield, result, decision.model, decision)
+    assert "fluo_nuclei ran on the haematoxylin density" in modality.no_objects_warning(
+        brightfield, result, decision.model, decision)
     # objects, or nothing to segment: no warning
     assert modality.no_objects_warning(fluorescence, predict.segment(fluorescence, models.load("fluo_nuclei")),
                                        "fluo_nuclei") is None

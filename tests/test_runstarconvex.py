@@ -386,9 +386,10 @@ def test_the_automatic_choice_declares_its_measurements(model_dir):
     columns = module.get_measurement_columns(pipeline)
     for column in (("Image", "StarConvex_ImageKind_Nuclei", "varchar(64)"),
                    ("Image", "StarConvex_Model_Nuclei", "varchar(64)"),
-                   ("Image", "StarConvex_Inverted_Nuclei", "integer")):
+                   ("Image", "StarConvex_Preparation_Nuclei", "varchar(64)")):
         assert column in columns
-    assert module.get_measurements(pipeline, "Image", "StarConvex") == ["Status", "Precision", "ImageKind", "Model", "Inverted"]
+    assert module.get_measurements(pipeline, "Image", "StarConvex") == ["Status", "Precision", "ImageKind", "Model",
+                                                                               "Preparation"]
     assert module.get_measurement_objects(pipeline, "Image", "StarConvex", "Model") == ["Nuclei"]
     chosen = make_module(model_dir)  # a chosen model records no decision
     assert not any("ImageKind" in column[1] for column in chosen.get_measurement_columns(pipeline))
@@ -396,9 +397,9 @@ def test_the_automatic_choice_declares_its_measurements(model_dir):
 
 
 def test_the_automatic_choice_segments_and_records_the_decision():
-    for path, kind, model in ((sorted(BRIGHTFIELD.glob("*.png"))[0], "brightfield", "histo_nuclei"),
-                              (sorted(HISTOLOGY.glob("*.png"))[0], "histology", "histo_nuclei"),
-                              (IMAGES / "nuclei_05040e2e.png", "fluorescence", "fluo_nuclei")):
+    for path, kind, model, seen in ((sorted(BRIGHTFIELD.glob("*.png"))[0], "brightfield", "histo_nuclei", "haematoxylin"),
+                                    (sorted(HISTOLOGY.glob("*.png"))[0], "histology", "histo_nuclei", "none"),
+                                    (IMAGES / "nuclei_05040e2e.png", "fluorescence", "fluo_nuclei", "none")):
         pixels = skimage.io.imread(path) / 255.0  # as CellProfiler holds it
         module = automatic_module()
         module.validate_module(Pipeline())
@@ -406,7 +407,7 @@ def test_the_automatic_choice_segments_and_records_the_decision():
         m = workspace.measurements
         assert m["Image", "StarConvex_ImageKind_Nuclei"] == kind
         assert m["Image", "StarConvex_Model_Nuclei"] == model
-        assert m["Image", "StarConvex_Inverted_Nuclei"] == 0
+        assert m["Image", "StarConvex_Preparation_Nuclei"] == seen
         assert m["Image", "StarConvex_Status_Nuclei"] == "ok"
         result, decision = modality.segment_auto(pixels, precision=DEFAULT_PRECISION)
         np.testing.assert_array_equal(workspace.object_set.get_objects("Nuclei").segmented, result.labels)
@@ -415,6 +416,7 @@ def test_the_automatic_choice_segments_and_records_the_decision():
     m = flagged.measurements
     assert m["Image", "StarConvex_Status_Nuclei"] == "error: image has NaN or infinite pixels"
     assert m["Image", "StarConvex_ImageKind_Nuclei"] == m["Image", "StarConvex_Model_Nuclei"] == "none"
+    assert m["Image", "StarConvex_Preparation_Nuclei"] == "none"
 
 
 def test_the_automatic_choice_needs_a_model_for_every_kind(tmp_path, monkeypatch):
@@ -457,7 +459,7 @@ def test_the_brightfield_example_chooses_automatically_and_scores_itself(brightf
     for row in rows:
         path = BRIGHTFIELD / row["FileName_Brightfield"]
         assert row["StarConvex_ImageKind_Nuclei"] == "brightfield"
-        assert row["StarConvex_Model_Nuclei"] == "histo_nuclei" and row["StarConvex_Inverted_Nuclei"] == "0"
+        assert row["StarConvex_Model_Nuclei"] == "histo_nuclei" and row["StarConvex_Preparation_Nuclei"] == "haematoxylin"
         assert row["StarConvex_Status_Nuclei"] == "ok"
         result, _ = modality.segment_auto(skimage.io.imread(path), precision=DEFAULT_PRECISION)
         truth = tifffile.imread(path.with_suffix(".tif"))

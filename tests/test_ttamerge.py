@@ -354,7 +354,7 @@ def test_the_automatic_model_choice_under_test_time_augmentation():
     workspace = run_module(module, {"DNA": pixels})
     m = workspace.measurements
     assert m["Image", "TTAMerge_ImageKind_Nuclei"] == "brightfield"
-    assert m["Image", "TTAMerge_Model_Nuclei"] == "histo_nuclei" and m["Image", "TTAMerge_Inverted_Nuclei"] == 0
+    assert m["Image", "TTAMerge_Model_Nuclei"] == "histo_nuclei" and m["Image", "TTAMerge_Preparation_Nuclei"] == "haematoxylin"
     expected, _ = modality.segment_auto(pixels, tta=tta.TTAOptions(("identity", "flip_x")), precision=DEFAULT_PRECISION)
     np.testing.assert_array_equal(workspace.object_set.get_objects("Nuclei").segmented, expected.labels)
     assert ("Image", "TTAMerge_Model_Nuclei", "varchar(64)") in module.get_measurement_columns(Pipeline())

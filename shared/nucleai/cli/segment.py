@@ -48,8 +48,8 @@ def add_parser(subparsers):
         help="bundled model name (e.g. fluo_nuclei) or model folder (a bare name is the "
         "bundled model if there is one; write ./NAME for a local folder of that name), or auto: "
         "per image, decide whether it is fluorescence, brightfield or colour histology and use the "
-        "bundled model for that kind (printed per image; in --timings as model, kind, inverted, "
-        "evidence)",
+        "bundled model for that kind (printed per image; in --timings as model, kind, preparation "
+        "(none, inverted or haematoxylin), evidence)",
     )
     parser.add_argument("--input", required=True, type=Path, metavar="DIR", help="folder of images")
     parser.add_argument(
@@ -220,7 +220,7 @@ def run(args):
             "image": path.name, "shape": list(image.shape), "objects": count,
             "tiles": list(result.n_tiles), "seconds": time.perf_counter() - begin,
             "stages": timings, "model": used,
-            **({} if decision is None else {"kind": decision.kind, "inverted": decision.inverted,
+            **({} if decision is None else {"kind": decision.kind, "preparation": decision.preparation,
                                             "evidence": dataclasses.asdict(decision.evidence)}),
         })
     progress.close()
