@@ -223,3 +223,16 @@ def test_the_brightfield_examples_are_annotated_crops():
         assert image.shape == truth.shape == (384, 384) and image.dtype == np.uint8
         assert truth.dtype == np.uint16 and np.array_equal(np.unique(truth), np.arange(truth.max() + 1))
         assert truth.max() >= 10
+
+
+def test_versatile_nuclei_serves_every_kind_where_a_specialist_is_missing():
+    without_histo = ["fluo_nuclei", modality.VERSATILE_MODEL]
+    assert models.load(modality.VERSATILE_MODEL).spec.n_channel_in == 3
+    for path, seen in ((BRIGHTFIELD_IMAGES[0], modality.HAEMATOXYLIN), (HISTOLOGY_IMAGES[0], modality.AS_IS)):
+        image = read(path)
+        result, decision = modality.segment_auto(image, available=without_histo)
+        assert (decision.model, decision.preparation) == (modality.VERSATILE_MODEL, seen)
+        truth = tifffile.imread(path.with_suffix(".tif"))
+        assert result.count > 0.3 * len(np.unique(truth[truth > 0]))
+    result, decision = modality.segment_auto(read(FLUORESCENCE_IMAGES[0]), available=[modality.VERSATILE_MODEL])
+    assert decision.model == modality.VERSATILE_MODEL and result.count > 5
