@@ -36,7 +36,7 @@ def _bundled_choices(pipeline=None):
 
 
 #: The automatic choice's image measurements, ``<Category>_<Feature>_<objects>``: the image's kind,
-#: the model that ran, and what it saw of the image (``modality.AS_IS``, ``INVERTED``, ``HAEMATOXYLIN``).
+#: the model that ran, and what it saw of the image (``modality.AS_IS`` or ``HAEMATOXYLIN``).
 FTR_IMAGE_KIND, FTR_MODEL, FTR_PREPARATION = "ImageKind", "Model", "Preparation"
 #: What the automatic choice's measurements say of an image it could not decide (flagged).
 NOT_DECIDED = "none"
@@ -80,7 +80,7 @@ The haematoxylin density (colour deconvolution; for a grey image its optical den
 nuclei bright; on held-out brightfield images it raised every model's score. A colour image is
 segmented in colour by a colour model and as the mean of its channels by a grey one. The image
 measurements *<category>_{FTR_IMAGE_KIND}*, *_{FTR_MODEL}* and *_{FTR_PREPARATION}* (what the
-model saw: *{modality.AS_IS}*, *{modality.INVERTED}* or *{modality.HAEMATOXYLIN}*) record the
+model saw: *{modality.AS_IS}* or *{modality.HAEMATOXYLIN}*) record the
 decision.
 
 The other choices are the bundled models themselves: the folders in the plugins' ``models/``

@@ -60,7 +60,7 @@ Measurements made by this module
 -  *StarConvex\\_ImageKind, StarConvex\\_Model, StarConvex\\_Preparation* (with the
    *Automatic* model only): the kind the image was judged to be (*fluorescence*,
    *brightfield*, *histology*, or *no contrast*), the bundled model that segmented it, and
-   what that model saw: *none* (the image as it is), *inverted* or *haematoxylin* (its
+   what that model saw: *none* (the image as it is) or *haematoxylin* (its
    haematoxylin density); *none* in all three for an image flagged before a decision.
 
 **Object measurements:**

@@ -119,19 +119,14 @@ def test_the_table_chooses_the_first_bundled_model():
     assert "brightfield -> fluo_nuclei on the haematoxylin density" in modality.describe_choices(["fluo_nuclei"])
 
 
-def test_prepare_gives_the_model_its_channels_and_polarity():
+def test_prepare_gives_the_model_its_channels_and_the_haematoxylin_density():
     grey = read(BRIGHTFIELD_IMAGES[0])
     keep = modality.ModelDecision(modality.FLUORESCENCE, "fluo_nuclei", modality.AS_IS, None)
-    invert = modality.ModelDecision(modality.BRIGHTFIELD, "fluo_nuclei", modality.INVERTED, None)
     density = modality.ModelDecision(modality.BRIGHTFIELD, "histo_nuclei", modality.HAEMATOXYLIN, None)
     np.testing.assert_array_equal(modality.prepare(grey, keep, 1), grey)
     rgb = np.stack([grey] * 3, axis=-1)
     np.testing.assert_array_equal(modality.prepare(rgb, keep, 1), grey)  # grey as RGB: the grey itself
     np.testing.assert_array_equal(modality.prepare(rgb, keep, 3), rgb)
-    inverted = modality.prepare(grey, invert, 1)
-    assert inverted.dtype == np.float32
-    as_float = grey.astype(np.float32)
-    np.testing.assert_array_equal(inverted, as_float.max() + as_float.min() - as_float)
     colour = read(HISTOLOGY_IMAGES[0])
     np.testing.assert_allclose(modality.prepare(colour, keep, 1), colour.mean(axis=2), rtol=1e-6)
     np.testing.assert_array_equal(modality.prepare(colour, keep, 1, channel=2), colour[..., 2])

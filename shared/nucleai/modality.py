@@ -13,8 +13,7 @@ A user should not have to know which model fits which image (issue 18). Per imag
 and :func:`choose_model` looks the kind up in :data:`MODEL_TABLE`, the one place that says which
 bundled model serves which kind. :func:`segment_auto` does both, prepares the image the way the
 table says (the channels the model takes, and where the table says so one of nucleAIzer's cheap
-levers: the haematoxylin density of a brightfield image, :func:`nucleai.stain.haematoxylin`, or the
-inverted image) and runs :func:`nucleai.predict.segment` (or :func:`nucleai.tta.segment_tta`)
+levers: the haematoxylin density of a brightfield image, :func:`nucleai.stain.haematoxylin`) and runs :func:`nucleai.predict.segment` (or :func:`nucleai.tta.segment_tta`)
 with the chosen model. :func:`no_objects_warning` is for every
 caller of ``segment``, automatic or not: a result without objects on an image that has contrast
 gets a warning naming the likely cause (wrong polarity, wrong model) instead of a silent 0.
@@ -64,9 +63,9 @@ AUTO = "auto"
 #: The bundled model trained on every kind (issue 18); used where the table names it and it is bundled.
 VERSATILE_MODEL = "versatile_nuclei"
 
-#: What a model sees of the image: the image itself, the image inverted (``max + min - x``: the
-#: same range, bright and dark swapped) or its haematoxylin density (:mod:`nucleai.stain`).
-AS_IS, INVERTED, HAEMATOXYLIN = "none", "inverted", "haematoxylin"
+#: What a model sees of the image: the image itself or its haematoxylin density
+#: (:mod:`nucleai.stain`; plain inversion, which it replaced, scored lower: see below).
+AS_IS, HAEMATOXYLIN = "none", "haematoxylin"
 
 #: kind -> the models that serve it, best first: (bundled model, what it sees of the image). The
 #: first one bundled is used. Held-out DSB scores decided the rows (float32; the 4 annotated DSB
@@ -127,7 +126,7 @@ class ModelDecision:
     model : str
         The bundled model used.
     preparation : str
-        What the model saw of the image: :data:`AS_IS`, :data:`INVERTED` or :data:`HAEMATOXYLIN`.
+        What the model saw of the image: :data:`AS_IS` or :data:`HAEMATOXYLIN`.
     evidence : ImageEvidence
     """
 
@@ -142,8 +141,7 @@ class ModelDecision:
 
 def seen_as(preparation):
     """How a model saw the image, for messages: "" for the image as it is."""
-    return {AS_IS: "", INVERTED: " on the inverted image",
-            HAEMATOXYLIN: " on the haematoxylin density"}[preparation]
+    return {AS_IS: "", HAEMATOXYLIN: " on the haematoxylin density"}[preparation]
 
 
 def _colour(x):
@@ -226,7 +224,7 @@ def choose_model(kind, available=None):
     -------
     model : str
     preparation : str
-        What the model is to see of the image (:data:`AS_IS`, :data:`INVERTED`, :data:`HAEMATOXYLIN`).
+        What the model is to see of the image (:data:`AS_IS` or :data:`HAEMATOXYLIN`).
 
     Raises
     ------
@@ -280,8 +278,7 @@ def prepare(image, decision, n_channel_in, channel=None):
     A one-channel model gets, of an image with several different channels, the ``channel``
     given (counted from 0) or else the mean of the colour channels (a composite's nuclei stay
     where they are); a model of several channels gets the image as it is (:func:`nucleai.predict.
-    select_channels` makes its channels). When the decision says so the result is inverted
-    (``max + min - x`` in float32: the same range, bright and dark swapped), or the model gets the
+    select_channels` makes its channels). When the decision says so the model gets the
     haematoxylin density (:func:`nucleai.stain.haematoxylin`, grey float32) of the image (of the
     ``channel`` given, for a one-channel model), which colour deconvolution needs in colour.
     """
@@ -297,9 +294,6 @@ def prepare(image, decision, n_channel_in, channel=None):
             x = predict.select_channels(x, 1, channel)[..., 0]
         else:
             x = colour.mean(axis=2, dtype=np.float32)
-    if decision.preparation == INVERTED:
-        x = x.astype(np.float32)
-        x = x.max() + x.min() - x
     return x
 
 
@@ -351,9 +345,9 @@ def segment_auto(image, options=predict.SegmentOptions(), *, tta=None, mask=None
     return result, decision
 
 
-def _fits(model, kind, preparations):
-    """Whether the table has ``model`` for ``kind`` images seen in one of ``preparations``."""
-    return any((model, p) in MODEL_TABLE.get(kind, ()) for p in preparations)
+def _fits(model, kind):
+    """Whether the table runs ``model`` on ``kind`` images as they are."""
+    return (model, AS_IS) in MODEL_TABLE.get(kind, ())
 
 
 def no_objects_warning(image, result, model, decision=None, mask=None):
@@ -384,7 +378,7 @@ def no_objects_warning(image, result, model, decision=None, mask=None):
     else:
         kind, evidence = decision.kind, decision.evidence
     prepared = [p for m, p in MODEL_TABLE.get(kind, ()) if m == model]  # how the choice runs it on this kind
-    if decision is None and prepared and AS_IS not in prepared and _fits(model, FLUORESCENCE, (AS_IS,)):
+    if decision is None and prepared and AS_IS not in prepared and _fits(model, FLUORESCENCE):
         cause = (f"likely the wrong polarity: {model} finds bright nuclei on a dark background and this image "
                  "has dark nuclei on a bright background; use the automatic model choice (it picks a model "
                  "for such images) or invert the image")
@@ -392,7 +386,7 @@ def no_objects_warning(image, result, model, decision=None, mask=None):
         cause = (f"the automatic model choice runs {model}{seen_as(prepared[0])} of {kind} images, not the "
                  "image as it is; use it")
     elif decision is None and any(m == model for row in MODEL_TABLE.values() for m, _ in row) and not prepared:
-        kinds = sorted(k for k in (FLUORESCENCE, BRIGHTFIELD, HISTOLOGY) if _fits(model, k, (AS_IS,)))
+        kinds = sorted(k for k in (FLUORESCENCE, BRIGHTFIELD, HISTOLOGY) if _fits(model, k))
         cause = (f"likely the wrong model: {model} is for {' and '.join(kinds)} images; use the automatic "
                  "model choice")
     elif decision is not None and decision.preparation != AS_IS:

@@ -49,7 +49,7 @@ def add_parser(subparsers):
         "bundled model if there is one; write ./NAME for a local folder of that name), or auto: "
         "per image, decide whether it is fluorescence, brightfield or colour histology and use the "
         "bundled model for that kind (printed per image; in --timings as model, kind, preparation "
-        "(none, inverted or haematoxylin), evidence)",
+        "(none or haematoxylin), evidence)",
     )
     parser.add_argument("--input", required=True, type=Path, metavar="DIR", help="folder of images")
     parser.add_argument(
