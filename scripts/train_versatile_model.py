@@ -9,9 +9,9 @@ each resume where they stopped (run the same command again):
     histology and brightfield images): clustering all images at once put brightfield and
     histology into one style. A style's generator learns from (mask, image) pairs: real masks
     for fluorescence, a first pass of the bundled ``fluo_nuclei`` for the unannotated images
-    (grey, inverted where nuclei are dark). The annotated histology and brightfield images are
-    kept out of the styles on purpose, so that one set of generators serves every fold without
-    seeing a held-out image. One pix2pix generator per style at the full default budget
+    (on their haematoxylin density where nuclei are dark). The annotated histology and brightfield
+    images are kept out of the styles on purpose, so that one set of generators serves every fold
+    without seeing a held-out image. One pix2pix generator per style at the full default budget
     (256 px crops, 2,000 steps = the 10-minute default on an idle 2-core CPU), ``--workers``
     processes at once, each with ``NUCLEAI_THREADS`` threads.
 ``train --run R --arm A``
@@ -122,7 +122,7 @@ def plan_styles(args, rows):
             plan["styles"].append({
                 "name": f"{group}_{j}", "ids": [r["id"] for r in members],
                 "kinds": sorted({r["kind"] for r in members}),
-                "masks": "annotations" if group == "fluo" else "first pass of fluo_nuclei"})
+                "masks": "annotations" if group == "fluo" else "first pass of fluo_nuclei (haematoxylin density)"})
     plan_file.write_text(json.dumps(plan, indent=1))
     return plan
 

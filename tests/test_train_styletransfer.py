@@ -44,7 +44,7 @@ def test_dark_objects_detects_bright_backgrounds():
     assert not styletransfer.dark_objects(fluorescence(1, 0)[0].image)
 
 
-def test_first_pass_inverts_dark_objects_for_a_grey_model():
+def test_first_pass_gives_a_grey_model_the_haematoxylin_density_of_dark_objects():
     model = models.load(tiny_model_dir())
     sample = histology(1, 3)[0]
     labels = styletransfer.first_pass_labels(model, [sample.image], log=lambda m: None)[0]
