@@ -298,7 +298,7 @@ def score(args, rows):
             log(f"{key}: {json.dumps(entry)}")
     scores_file.write_text(json.dumps(results, indent=1))
     (args.out / "scores.md").write_text(score_tables(results))
-    log(f"scores in {args.out / 'scores.json'}, tables in {args.out / 'scores.md'}")
+    log(f"scores in {scores_file}, tables in {args.out / 'scores.md'}")
     return results
 
 
