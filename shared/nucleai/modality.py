@@ -13,8 +13,9 @@ A user should not have to know which model fits which image (issue 18). Per imag
 and :func:`choose_model` looks the kind up in :data:`MODEL_TABLE`, the one place that says which
 bundled model serves which kind. :func:`segment_auto` does both, prepares the image the way the
 table says (the channels the model takes, and where the table says so one of nucleAIzer's cheap
-levers: the haematoxylin density of a brightfield image, :func:`nucleai.stain.haematoxylin`) and runs :func:`nucleai.predict.segment` (or :func:`nucleai.tta.segment_tta`)
-with the chosen model. :func:`no_objects_warning` is for every
+levers: the haematoxylin density of a brightfield image, :func:`nucleai.stain.haematoxylin`)
+and runs :func:`nucleai.predict.segment` (or :func:`nucleai.tta.segment_tta`) with the chosen
+model. :func:`no_objects_warning` is for every
 caller of ``segment``, automatic or not: a result without objects on an image that has contrast
 gets a warning naming the likely cause (wrong polarity, wrong model) instead of a silent 0.
 
