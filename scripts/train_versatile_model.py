@@ -8,11 +8,11 @@ each resume where they stopped (run the same command again):
     (fluorescence: the 406 annotated fluorescence images; the rest: the 40 + 4 unannotated
     histology and brightfield images): clustering all images at once put brightfield and
     histology into one style. A style's generator learns from (mask, image) pairs: real masks
-    for fluorescence, a first pass for the unannotated images (:func:`first_pass`). The annotated histology and brightfield
-    images are kept out of the styles on purpose, so that one set of generators serves every fold
-    without seeing a held-out image. One pix2pix generator per style at the full default budget
-    (256 px crops, 2,000 steps = the 10-minute default on an idle 2-core CPU), ``--workers``
-    processes at once, each with ``NUCLEAI_THREADS`` threads.
+    for fluorescence, a first pass for the unannotated images (:func:`first_pass`). The annotated
+    histology and brightfield images are kept out of the styles on purpose, so that one set of
+    generators serves every fold without seeing a held-out image. One pix2pix generator per style
+    at the full default budget (256 px crops, 2,000 steps = the 10-minute default on an idle
+    2-core CPU), ``--workers`` processes at once, each with ``NUCLEAI_THREADS`` threads.
 ``train --run R --arm A``
     ``R`` is ``final`` (every annotated image) or ``foldK`` (leave-some-out: the K-th of
     ``--folds`` folds of the 8 annotated histology and of the 4 brightfield images held out).
