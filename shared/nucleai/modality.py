@@ -77,7 +77,8 @@ AS_IS, HAEMATOXYLIN = "none", "haematoxylin"
 #:   (mean 0.236), on the image as it is 0.097 / 0.153 / 0.204 / 0.182 (0.159), inverted 0.179;
 #:   ``versatile_nuclei`` trained without these images (its two leave-two-out folds) on the
 #:   haematoxylin density 0.185, as it is 0.174; ``fluo_nuclei`` on the haematoxylin density
-#:   0.119, inverted 0.081, as it is 0.000. The density helped every model on every image.
+#:   0.119, inverted 0.081, as it is 0.000. The density helped ``histo_nuclei`` and ``fluo_nuclei``
+#:   on every image, ``versatile_nuclei``'s folds on 3 of the 4.
 #: - histology: ``histo_nuclei`` as it is 0.229 (haematoxylin 0.247 but lower on 2 of the 4
 #:   images, inverted 0.238: neither is kept), ``versatile_nuclei``'s fold 0 as it is 0.191,
 #:   on the haematoxylin density 0.256 (higher on 3 of the 4 images; not yet switched to: see
